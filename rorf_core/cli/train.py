@@ -1,0 +1,101 @@
+"""``rorf train``: train a router on a battles table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rorf_core.cli.options import cache_from_option, parse_key_values
+
+
+@click.command()
+@click.option("--dataset", required=True, help="Training table: .parquet, .csv, .jsonl or a hub dataset name.")
+@click.option("--model-a", help="Model A (usually the stronger one), as in its '<model>/score' column.")
+@click.option("--model-b", help="Model B, as in its '<model>/score' column.")
+@click.option("--embedder", default="wordllama", show_default=True, help="Registered embedder name (see `rorf plugins`).")
+@click.option("--embedder-option", "embedder_options", multiple=True, metavar="KEY=VALUE", help="Embedder option; repeat for more. Values are parsed as JSON when possible.")
+@click.option("--scorer", default="random-forest", show_default=True, help="Registered forest backend name.")
+@click.option("--scorer-option", "scorer_options", multiple=True, metavar="KEY=VALUE", help="Extra forest parameter; repeat for more.")
+@click.option("--max-depth", type=click.IntRange(min=1), default=20, show_default=True, help="Maximum depth of each tree.")
+@click.option("--n-estimators", type=click.IntRange(min=1), default=100, show_default=True, help="Number of trees.")
+@click.option("--max-features", default="1.0", show_default=True, help="Features tried per split: a fraction (0-1], a count, or 'sqrt'/'log2'.")
+@click.option("--eval-dataset", help="Held-out table to evaluate on instead of a split of --dataset.")
+@click.option("--eval-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True, help="Share of --dataset held out for evaluation.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split and the forest.")
+@click.option("--drop-invalid", is_flag=True, help="Drop rows with an empty prompt or a non-numeric score instead of failing.")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write the router to.")
+def train(
+    dataset: str,
+    model_a: str | None,
+    model_b: str | None,
+    embedder: str,
+    embedder_options: tuple[str, ...],
+    scorer: str,
+    scorer_options: tuple[str, ...],
+    max_depth: int,
+    n_estimators: int,
+    max_features: str,
+    eval_dataset: str | None,
+    eval_fraction: float,
+    seed: int,
+    drop_invalid: bool,
+    no_cache: bool,
+    out: str,
+) -> None:
+    """Train a router, report it on held-out rows, and save it to --out."""
+    from rorf_core.training import TrainingConfig, train_router
+
+    scorer_params = {
+        "max_depth": max_depth,
+        "n_estimators": n_estimators,
+        "max_features": _parse_max_features(max_features),
+        "random_state": seed,
+        **parse_key_values(scorer_options, "--scorer-option"),
+    }
+    config = TrainingConfig(
+        dataset=dataset,
+        model_a=model_a,
+        model_b=model_b,
+        embedder=embedder,
+        embedder_options=parse_key_values(embedder_options, "--embedder-option"),
+        scorer=scorer,
+        scorer_params=scorer_params,
+        eval_dataset=eval_dataset,
+        eval_fraction=eval_fraction,
+        seed=seed,
+        drop_invalid=drop_invalid,
+    )
+    cache = cache_from_option(no_cache)
+    result = train_router(config, cache=cache, out=Path(out))
+    stats = cache.last_stats
+    if stats is not None:
+        click.echo(
+            f"embedded {stats.misses} of {stats.total} prompts "
+            f"({stats.hits} from the embedding cache)"
+        )
+    click.echo(
+        f"trained on {result.train_rows} rows, evaluated on {result.eval_rows} held-out rows"
+    )
+    click.echo(result.report.training_summary())
+    click.echo(f"router saved to {out}")
+
+
+def _parse_max_features(value: str) -> float | int | str:
+    if value in ("sqrt", "log2"):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a fraction, a count, 'sqrt' or 'log2', got {value!r}",
+            param_hint="--max-features",
+        ) from None
+    if number.is_integer() and number > 1:
+        return int(number)
+    if not 0 < number <= 1:
+        raise click.BadParameter(
+            f"a fraction must be in (0, 1], got {value!r}", param_hint="--max-features"
+        )
+    return number

@@ -1,0 +1,5 @@
+"""Forest backends (scorers) and the compiled forest evaluator."""
+
+from rorf_core.forest.base import Scorer
+
+__all__ = ["Scorer"]

@@ -1,0 +1,889 @@
+"""A fitted scikit-learn forest compiled into flat arrays, evaluated without sklearn.
+
+``CompiledForest.from_sklearn(forest)`` copies the trees of a fitted
+``RandomForestClassifier``, ``ExtraTreesClassifier`` or single decision tree
+into a few flat arrays. ``predict_proba`` then walks every tree in a numba
+kernel and returns the same probabilities as the estimator's own
+``predict_proba`` to within 2**-24 (the float32 rounding of leaf values).
+
+Layout, per forest of ``T`` trees with ``N`` internal nodes and ``L`` leaves
+(``L == N + T`` because every tree is a full binary tree):
+
+- ``feature`` ``(N,)`` uint16 (int32 past 65,536 features): split feature.
+- ``threshold`` ``(N,)`` float32: split threshold, rounded down (see
+  :func:`round_down_to_float32`).
+- ``missing_go_to_left`` ``(N,)`` bool: where a NaN feature value goes.
+- ``children`` ``(N, 2)`` int16 (int32 for trees past 32,767 nodes): left and
+  right child as a tree-local index. ``c >= 0`` is internal node ``c`` of the
+  same tree and ``c < 0`` is leaf ``-c - 1`` of the same tree.
+- ``node_offset`` and ``leaf_offset`` ``(T + 1,)`` int32: where each tree's
+  internal nodes and leaves start. A tree's root is its internal node 0, or
+  its only leaf when it has no internal node.
+- ``leaf_value`` ``(L, n_classes)`` float32: class probabilities of a leaf,
+  stored only for leaves.
+- ``n_features`` 0-d int64.
+
+Children always have a larger local index than their parent, as in sklearn's
+own node numbering. :meth:`CompiledForest.from_arrays` checks that rule and
+every index range, so a corrupt or hostile file cannot make the kernels,
+which do no bounds checking, read outside the arrays or loop forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from rorf_core.errors import RouterFormatError
+
+try:
+    import numba
+except ImportError as error:  # numba is a core dependency, so this is rare
+    numba = None
+    _NUMBA_IMPORT_ERROR: ImportError | None = error
+else:
+    _NUMBA_IMPORT_ERROR = None
+
+__all__ = ["KERNEL_ENV_VAR", "CompiledForest", "round_down_to_float32"]
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable that picks the kernel: ``auto``, ``numba`` or ``numpy``.
+KERNEL_ENV_VAR = "RORF_FOREST_KERNEL"
+_KERNEL_CHOICES = ("auto", "numba", "numpy")
+
+_ARRAY_NAMES = (
+    "feature",
+    "threshold",
+    "missing_go_to_left",
+    "children",
+    "node_offset",
+    "leaf_offset",
+    "leaf_value",
+    "n_features",
+)
+_ALLOWED_DTYPES = {
+    "feature": (np.uint16, np.int32),
+    "threshold": (np.float32,),
+    "missing_go_to_left": (np.bool_,),
+    "children": (np.int16, np.int32),
+    "node_offset": (np.int32, np.int64),
+    "leaf_offset": (np.int32, np.int64),
+    "leaf_value": (np.float32, np.float64),
+    "n_features": (np.int32, np.int64),
+}
+
+# Kernel choice by batch size (numba). Fewer than _BLOCK_MIN_ROWS rows step all
+# trees of one row together; larger batches walk blocks of _BLOCK_ROWS rows
+# tree by tree, on numba's threads from _PARALLEL_MIN_ROWS rows. The numbers
+# are the crossovers measured by benchmarks/bench_forest.py on 2 cores.
+_BLOCK_MIN_ROWS = 8
+_BLOCK_ROWS = 16
+_PARALLEL_MIN_ROWS = 256
+# Rows per step of the numpy kernel; bounds its (rows * trees) work arrays.
+_NUMPY_CHUNK_ROWS = 4096
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+def round_down_to_float32(values: np.ndarray) -> np.ndarray:
+    """Round float64 values to the largest float32 that is not above each value.
+
+    sklearn casts inputs to float32 and tests ``x <= threshold`` with a float64
+    threshold. For a float32 ``x`` and ``d``, the largest float32 ``<= t``,
+    ``x <= t`` holds exactly when ``x <= d``: if ``x <= t`` then ``x`` is a
+    float32 no greater than ``t``, so ``x <= d`` by the choice of ``d``; and
+    ``x <= d <= t``. NaN fails both. Rounding to nearest instead would send
+    an ``x`` that lies between ``t`` and a rounded-up ``float32(t)`` left,
+    where sklearn sends it right.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore"):  # finite values past float32's range
+        rounded = values.astype(np.float32)
+    too_high = rounded.astype(np.float64) > values
+    rounded[too_high] = np.nextafter(rounded[too_high], np.float32(-np.inf))
+    return rounded
+
+
+# Kernels. Plain Python over arrays, compiled by numba below when it imports.
+# Every tree walk is branch-free: each step moves an internal node to a child
+# and leaves a leaf where it is, so the CPU never mispredicts a split and can
+# run the walks of several trees (or rows) at once. A tree of depth d takes
+# exactly d steps. All kernels sum a row's trees in tree order, so they
+# return bit-identical results.
+
+
+def _find_infinite_row(X: np.ndarray) -> int:
+    # sklearn rejects infinite inputs (NaN is allowed), so the kernels do too.
+    for row in range(X.shape[0]):
+        found = False
+        for column in range(X.shape[1]):
+            found |= abs(X[row, column]) == math.inf
+        if found:
+            return row
+    return -1
+
+
+def _step(
+    X: np.ndarray,
+    row: int,
+    node: int,
+    node_begin: int,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_go_to_left: np.ndarray,
+    children: np.ndarray,
+) -> int:
+    # Return the child of local node code `node` that X[row] goes to, or
+    # `node` itself when it is a leaf code (< 0). Only call it for a tree
+    # with at least one internal node, so that the root index is valid.
+    i = node_begin + max(node, 0)
+    value = X[row, feature[i]]
+    go_left = (value <= threshold[i]) | ((value != value) & missing_go_to_left[i])
+    child = np.int64(children[i, np.int64(not go_left)])
+    return child if node >= 0 else node
+
+
+def _add_leaf(
+    out: np.ndarray, row: int, leaf: int, leaf_value: np.ndarray
+) -> None:
+    for k in range(leaf_value.shape[1]):
+        out[row, k] += leaf_value[leaf, k]
+
+
+def _predict_rows(
+    X: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_go_to_left: np.ndarray,
+    children: np.ndarray,
+    node_offset: np.ndarray,
+    leaf_offset: np.ndarray,
+    leaf_value: np.ndarray,
+    depth: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    # Fill out[row] with the mean leaf value over trees, one row at a time,
+    # stepping all trees of the row level by level. Return -1, or the first
+    # row with an infinite value (out is then unset).
+    bad_row = _find_infinite_row(X)
+    if bad_row >= 0:
+        return bad_row
+    n_trees = node_offset.shape[0] - 1
+    max_depth = 0
+    for tree in range(n_trees):
+        max_depth = max(max_depth, depth[tree])
+    state = np.empty(n_trees, dtype=np.int64)  # 8 bytes a tree, the only scratch
+    for row in range(X.shape[0]):
+        for tree in range(n_trees):
+            state[tree] = 0 if depth[tree] > 0 else -1
+        for level in range(max_depth):
+            for tree in range(n_trees):
+                if level < depth[tree]:
+                    state[tree] = _step(
+                        X,
+                        row,
+                        state[tree],
+                        node_offset[tree],
+                        feature,
+                        threshold,
+                        missing_go_to_left,
+                        children,
+                    )
+        out[row, :] = 0.0
+        for tree in range(n_trees):
+            _add_leaf(out, row, leaf_offset[tree] - state[tree] - 1, leaf_value)
+        out[row, :] /= n_trees
+    return -1
+
+
+def _predict_block(
+    X: np.ndarray,
+    start: int,
+    size: int,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_go_to_left: np.ndarray,
+    children: np.ndarray,
+    node_offset: np.ndarray,
+    leaf_offset: np.ndarray,
+    leaf_value: np.ndarray,
+    depth: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    # Fill out[start:start + size] one tree at a time, so that the tree stays
+    # in cache while all rows of the block step through it level by level.
+    n_trees = node_offset.shape[0] - 1
+    state = np.empty(size, dtype=np.int64)
+    out[start : start + size, :] = 0.0
+    for tree in range(n_trees):
+        state[:] = 0 if depth[tree] > 0 else -1
+        for _ in range(depth[tree]):
+            for j in range(size):
+                state[j] = _step(
+                    X,
+                    start + j,
+                    state[j],
+                    node_offset[tree],
+                    feature,
+                    threshold,
+                    missing_go_to_left,
+                    children,
+                )
+        for j in range(size):
+            _add_leaf(out, start + j, leaf_offset[tree] - state[j] - 1, leaf_value)
+    out[start : start + size, :] /= n_trees
+
+
+def _predict_blocks_serial(
+    X: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_go_to_left: np.ndarray,
+    children: np.ndarray,
+    node_offset: np.ndarray,
+    leaf_offset: np.ndarray,
+    leaf_value: np.ndarray,
+    depth: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    # Same contract as _predict_rows, for batches: blocks of _BLOCK_ROWS rows.
+    bad_row = _find_infinite_row(X)
+    if bad_row >= 0:
+        return bad_row
+    n_rows = X.shape[0]
+    for start in range(0, n_rows, _BLOCK_ROWS):
+        _predict_block(
+            X,
+            start,
+            min(_BLOCK_ROWS, n_rows - start),
+            feature,
+            threshold,
+            missing_go_to_left,
+            children,
+            node_offset,
+            leaf_offset,
+            leaf_value,
+            depth,
+            out,
+        )
+    return -1
+
+
+def _predict_blocks_parallel(
+    X: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_go_to_left: np.ndarray,
+    children: np.ndarray,
+    node_offset: np.ndarray,
+    leaf_offset: np.ndarray,
+    leaf_value: np.ndarray,
+    depth: np.ndarray,
+    out: np.ndarray,
+) -> int:
+    # _predict_blocks_serial with the blocks spread over numba's threads. It
+    # is a separate function because numba's cache tells compilations of one
+    # function apart by signature only, not by the parallel option.
+    bad_row = _find_infinite_row(X)
+    if bad_row >= 0:
+        return bad_row
+    n_rows = X.shape[0]
+    n_blocks = (n_rows + _BLOCK_ROWS - 1) // _BLOCK_ROWS
+    for block in _prange(n_blocks):
+        start = block * _BLOCK_ROWS
+        _predict_block(
+            X,
+            start,
+            min(_BLOCK_ROWS, n_rows - start),
+            feature,
+            threshold,
+            missing_go_to_left,
+            children,
+            node_offset,
+            leaf_offset,
+            leaf_value,
+            depth,
+            out,
+        )
+    return -1
+
+
+if numba is not None:
+    _prange = numba.prange
+    # cache=True writes the machine code beside this file (or under
+    # NUMBA_CACHE_DIR), so a new process loads it instead of compiling.
+    # fastmath stays off: it would let LLVM assume that no value is NaN and
+    # break the missing-value branch and the exact comparisons.
+    _jit = numba.njit(cache=True, fastmath=False, nogil=True)
+    _find_infinite_row = _jit(_find_infinite_row)
+    _step = _jit(_step)
+    _add_leaf = _jit(_add_leaf)
+    _predict_block = _jit(_predict_block)
+    _predict_rows = _jit(_predict_rows)
+    _predict_blocks_serial = _jit(_predict_blocks_serial)
+    _predict_blocks_parallel = numba.njit(
+        cache=True, fastmath=False, nogil=True, parallel=True
+    )(_predict_blocks_parallel)
+else:
+    _prange = range
+
+# numba's workqueue threading layer aborts the process when two threads launch
+# parallel kernels at once, and its omp layer cannot run parallel kernels in a
+# child forked after the parent used them. So one thread at a time runs the
+# parallel kernel, and a forked child uses the serial one.
+_parallel_lock = threading.Lock()
+_parallel_used = False
+_parallel_forbidden = False
+
+
+def _forbid_parallel_after_fork() -> None:
+    global _parallel_forbidden
+    if _parallel_used:
+        _parallel_forbidden = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forbid_parallel_after_fork)
+
+
+def _predict_numba(
+    arrays: tuple[np.ndarray, ...], X: np.ndarray, out: np.ndarray
+) -> int:
+    global _parallel_used
+    n_rows = X.shape[0]
+    if n_rows < _BLOCK_MIN_ROWS:
+        return _predict_rows(X, *arrays, out)
+    if n_rows >= _PARALLEL_MIN_ROWS and not _parallel_forbidden:
+        if _parallel_lock.acquire(blocking=False):
+            try:
+                _parallel_used = True
+                return _predict_blocks_parallel(X, *arrays, out)
+            finally:
+                _parallel_lock.release()
+    return _predict_blocks_serial(X, *arrays, out)
+
+
+def _numpy_leaves(
+    X: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_go_to_left: np.ndarray,
+    children: np.ndarray,
+    node_offset: np.ndarray,
+    leaf_offset: np.ndarray,
+) -> np.ndarray:
+    # Return the global leaf index (rows, trees) that each row reaches in each
+    # tree, walking all (row, tree) pairs one level per step.
+    n_rows = X.shape[0]
+    n_trees = node_offset.shape[0] - 1
+    node_begin = node_offset[:-1].astype(np.int64)
+    has_split = np.diff(node_offset) > 0
+    # Local node code per (row, tree): >= 0 internal node, < 0 leaf -code - 1.
+    state = np.where(has_split, 0, -1)[np.newaxis, :].repeat(n_rows, axis=0)
+    state = state.astype(np.int64).ravel()
+    active = np.flatnonzero(state >= 0)
+    while active.size:
+        rows, trees = np.divmod(active, n_trees)
+        nodes = node_begin[trees] + state[active]
+        values = X[rows, feature[nodes]]
+        go_left = values <= threshold[nodes]
+        go_left |= np.isnan(values) & missing_go_to_left[nodes]
+        step = np.where(go_left, children[nodes, 0], children[nodes, 1])
+        state[active] = step
+        active = active[step >= 0]
+    leaves = (-state - 1).reshape(n_rows, n_trees)
+    return leaves + leaf_offset[:-1].astype(np.int64)[np.newaxis, :]
+
+
+def _predict_numpy(
+    arrays: tuple[np.ndarray, ...], X: np.ndarray, out: np.ndarray
+) -> int:
+    infinite_rows = np.flatnonzero(np.isinf(X).any(axis=1))
+    if infinite_rows.size:
+        return int(infinite_rows[0])
+    # The kernels' argument order; the numpy walk needs no tree depths.
+    *node_arrays, leaf_offset, leaf_value, _ = arrays
+    n_trees = leaf_offset.shape[0] - 1
+    for start in range(0, X.shape[0], _NUMPY_CHUNK_ROWS):
+        stop = start + _NUMPY_CHUNK_ROWS
+        leaves = _numpy_leaves(X[start:stop], *node_arrays, leaf_offset)
+        # Add the trees in order, as the numba kernels do.
+        block = out[start:stop]
+        block[:] = 0.0
+        for tree in range(n_trees):
+            block += leaf_value[leaves[:, tree]]
+    out /= n_trees
+    return -1
+
+
+def _tree_depths(children: np.ndarray, node_offset: np.ndarray) -> np.ndarray:
+    # Return each tree's depth (internal nodes on its longest root-leaf path),
+    # expanding all trees one level per step.
+    node_offset = node_offset.astype(np.int64)
+    depth = np.zeros(node_offset.shape[0] - 1, dtype=np.int64)
+    trees = np.flatnonzero(np.diff(node_offset) > 0)
+    nodes = node_offset[trees]
+    level = 0
+    while nodes.size:
+        level += 1
+        depth[trees] = level
+        codes = children[nodes].astype(np.int64)
+        internal = codes >= 0
+        trees = np.broadcast_to(trees[:, None], codes.shape)[internal]
+        nodes = node_offset[trees] + codes[internal]
+    return depth
+
+
+# Conversion from scikit-learn.
+
+
+def _fitted_trees(estimator: Any) -> tuple[list[Any], int, int]:
+    # Return the low-level sklearn Tree objects, n_features and n_classes.
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.utils.validation import check_is_fitted
+
+    if isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)):
+        check_is_fitted(estimator)
+        trees = [member.tree_ for member in estimator.estimators_]
+    elif isinstance(estimator, DecisionTreeClassifier):
+        check_is_fitted(estimator)
+        trees = [estimator.tree_]
+    else:
+        raise TypeError(
+            "CompiledForest.from_sklearn needs a fitted RandomForestClassifier, "
+            "ExtraTreesClassifier or DecisionTreeClassifier, got "
+            f"{type(estimator).__name__}."
+        )
+    if estimator.n_outputs_ != 1:
+        raise ValueError(
+            f"CompiledForest supports single-output classifiers, but the "
+            f"estimator was fitted on {estimator.n_outputs_} outputs; fit it "
+            "on a 1-D label array."
+        )
+    return trees, int(estimator.n_features_in_), int(estimator.n_classes_)
+
+
+def _compile_tree(tree: Any, n_classes: int) -> dict[str, np.ndarray]:
+    # Split one sklearn Tree into internal-node arrays and leaf probabilities.
+    left = tree.children_left
+    right = tree.children_right
+    is_leaf = left == -1  # sklearn's TREE_LEAF marker
+    internal = np.flatnonzero(~is_leaf)
+    leaves = np.flatnonzero(is_leaf)
+    # sklearn node id -> local code: internal rank, or -(leaf rank) - 1.
+    code = np.empty(tree.node_count, dtype=np.int64)
+    code[internal] = np.arange(internal.size)
+    code[leaves] = -1 - np.arange(leaves.size)
+    missing = getattr(tree, "missing_go_to_left", None)  # sklearn >= 1.3
+    if missing is None:
+        missing = np.zeros(tree.node_count, dtype=bool)
+    # The same normalisation as DecisionTreeClassifier.predict_proba.
+    value = tree.value[leaves, 0, :n_classes].astype(np.float64)
+    total = value.sum(axis=1, keepdims=True)
+    total[total == 0.0] = 1.0
+    return {
+        "feature": tree.feature[internal].astype(np.int64),
+        "threshold": round_down_to_float32(tree.threshold[internal]),
+        "missing_go_to_left": np.asarray(missing[internal], dtype=bool),
+        "children": np.stack([code[left[internal]], code[right[internal]]], axis=1),
+        "leaf_value": (value / total).astype(np.float32),
+    }
+
+
+def _concatenate_trees(
+    parts: list[dict[str, np.ndarray]], n_features: int
+) -> dict[str, np.ndarray]:
+    # Join per-tree arrays, each in the smallest dtype that holds its values.
+    n_internal = np.array([part["feature"].size for part in parts], dtype=np.int64)
+    n_leaves = n_internal + 1
+    largest_tree = int(n_leaves.max())
+    offset_dtype = np.int32 if n_leaves.sum() < 2**31 else np.int64
+    return {
+        "feature": np.concatenate([part["feature"] for part in parts]).astype(
+            np.uint16 if n_features <= 2**16 else np.int32
+        ),
+        "threshold": np.concatenate([part["threshold"] for part in parts]),
+        "missing_go_to_left": np.concatenate(
+            [part["missing_go_to_left"] for part in parts]
+        ),
+        "children": np.concatenate(
+            [part["children"].reshape(-1, 2) for part in parts]
+        ).astype(np.int16 if largest_tree <= 2**15 else np.int32),
+        "node_offset": np.concatenate([[0], np.cumsum(n_internal)]).astype(
+            offset_dtype
+        ),
+        "leaf_offset": np.concatenate([[0], np.cumsum(n_leaves)]).astype(
+            offset_dtype
+        ),
+        "leaf_value": np.concatenate([part["leaf_value"] for part in parts]),
+        "n_features": np.array(n_features, dtype=np.int64),
+    }
+
+
+# Validation of stored arrays.
+
+
+def _invalid(name: str, reason: str) -> RouterFormatError:
+    return RouterFormatError(
+        f"forest array {name!r} is invalid: {reason}. The router file is "
+        "corrupt or was not written by CompiledForest.to_arrays; convert the "
+        "forest again."
+    )
+
+
+def _checked_dtypes(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    # Return owned, C-contiguous, aligned copies after checking names and dtypes.
+    if not isinstance(arrays, Mapping):
+        raise RouterFormatError(
+            "forest arrays must be a mapping of name to numpy array, got "
+            f"{type(arrays).__name__}."
+        )
+    expected = ", ".join(_ARRAY_NAMES)
+    for name in _ARRAY_NAMES:
+        if name not in arrays:
+            raise RouterFormatError(
+                f"forest array {name!r} is missing; a compiled forest needs "
+                f"{expected}."
+            )
+    unknown = sorted(set(arrays) - set(_ARRAY_NAMES))
+    if unknown:
+        raise RouterFormatError(
+            f"unexpected forest array {unknown[0]!r}; a compiled forest has "
+            f"exactly {expected}."
+        )
+    checked = {}
+    for name in _ARRAY_NAMES:
+        array = arrays[name]
+        if not isinstance(array, np.ndarray):
+            raise _invalid(name, f"expected a numpy array, got {type(array).__name__}")
+        allowed = [np.dtype(dtype) for dtype in _ALLOWED_DTYPES[name]]
+        if array.dtype not in allowed:
+            names = " or ".join(str(dtype) for dtype in allowed)
+            raise _invalid(name, f"dtype is {array.dtype}, expected {names}")
+        # A copy also turns unaligned or read-only buffers (as from a memory
+        # map) into the one array layout the compiled kernels are built for.
+        checked[name] = np.array(array, order="C", copy=True)
+    return checked
+
+
+def _check_shapes(arrays: dict[str, np.ndarray]) -> None:
+    if arrays["n_features"].ndim != 0:
+        raise _invalid("n_features", f"expected a 0-d array, got shape "
+                       f"{arrays['n_features'].shape}")
+    n_features = int(arrays["n_features"])
+    if n_features < 1:
+        raise _invalid("n_features", f"{n_features} is not a positive count")
+    n_nodes = arrays["feature"].shape[0] if arrays["feature"].ndim == 1 else -1
+    if n_nodes < 0:
+        raise _invalid("feature", f"expected 1-D, got shape {arrays['feature'].shape}")
+    node_shapes = {
+        "threshold": (n_nodes,),
+        "missing_go_to_left": (n_nodes,),
+        "children": (n_nodes, 2),
+    }
+    for name, shape in node_shapes.items():
+        if arrays[name].shape != shape:
+            raise _invalid(
+                name,
+                f"shape is {arrays[name].shape}, expected {shape} to match "
+                f"'feature' of {n_nodes} internal nodes",
+            )
+    for name in ("node_offset", "leaf_offset"):
+        if arrays[name].ndim != 1 or arrays[name].shape[0] < 2:
+            raise _invalid(
+                name, f"expected 1-D with n_trees + 1 >= 2 entries, got shape "
+                f"{arrays[name].shape}"
+            )
+    if arrays["leaf_offset"].shape != arrays["node_offset"].shape:
+        raise _invalid("leaf_offset", "shape differs from 'node_offset'")
+    leaf_value = arrays["leaf_value"]
+    if leaf_value.ndim != 2 or leaf_value.shape[1] < 1:
+        raise _invalid(
+            "leaf_value", f"expected shape (n_leaves, n_classes), got "
+            f"{leaf_value.shape}"
+        )
+
+
+def _check_offsets(arrays: dict[str, np.ndarray]) -> None:
+    node_offset = arrays["node_offset"].astype(np.int64)
+    leaf_offset = arrays["leaf_offset"].astype(np.int64)
+    n_nodes = arrays["feature"].shape[0]
+    n_leaves = arrays["leaf_value"].shape[0]
+    if node_offset[0] != 0 or np.any(np.diff(node_offset) < 0):
+        raise _invalid("node_offset", "must start at 0 and never decrease")
+    if node_offset[-1] != n_nodes:
+        raise _invalid(
+            "node_offset", f"ends at {node_offset[-1]}, but there are {n_nodes} "
+            "internal nodes"
+        )
+    # A full binary tree has one leaf more than it has internal nodes.
+    if leaf_offset[0] != 0 or np.any(np.diff(leaf_offset) != np.diff(node_offset) + 1):
+        raise _invalid(
+            "leaf_offset", "must start at 0 and give each tree one leaf more "
+            "than its internal nodes"
+        )
+    if leaf_offset[-1] != n_leaves:
+        raise _invalid(
+            "leaf_offset", f"ends at {leaf_offset[-1]}, but 'leaf_value' has "
+            f"{n_leaves} rows"
+        )
+
+
+def _check_nodes(arrays: dict[str, np.ndarray]) -> None:
+    n_features = int(arrays["n_features"])
+    feature = arrays["feature"]
+    if feature.size and (int(feature.min()) < 0 or int(feature.max()) >= n_features):
+        raise _invalid(
+            "feature", f"values must lie in [0, {n_features}), found "
+            f"{int(feature.min())}..{int(feature.max())}"
+        )
+    if np.isnan(arrays["threshold"]).any():
+        raise _invalid("threshold", "contains NaN")
+    node_offset = arrays["node_offset"].astype(np.int64)
+    leaf_offset = arrays["leaf_offset"].astype(np.int64)
+    n_internal = np.diff(node_offset)
+    tree_of_node = np.repeat(np.arange(n_internal.size), n_internal)
+    local = np.arange(feature.size) - node_offset[tree_of_node]
+    children = arrays["children"].astype(np.int64)
+    is_internal = children >= 0
+    # Child indices must grow, so every walk ends at a leaf.
+    internal_ok = (children > local[:, None]) & (
+        children < n_internal[tree_of_node][:, None]
+    )
+    leaf_ok = -children - 1 < n_internal[tree_of_node][:, None] + 1
+    valid = np.where(is_internal, internal_ok, leaf_ok)
+    if not valid.all():
+        node, side = np.argwhere(~valid)[0]
+        tree = tree_of_node[node]
+        raise _invalid(
+            "children", f"internal node {local[node]} of tree {tree} has child "
+            f"code {children[node, side]}, which is out of range or does not "
+            "follow its parent"
+        )
+    _check_one_parent_each(children, is_internal, tree_of_node, node_offset, leaf_offset)
+
+
+def _check_one_parent_each(
+    children: np.ndarray,
+    is_internal: np.ndarray,
+    tree_of_node: np.ndarray,
+    node_offset: np.ndarray,
+    leaf_offset: np.ndarray,
+) -> None:
+    # With growing child indices this makes each tree a proper binary tree in
+    # which every node is reached from the root.
+    node_begin = node_offset[:-1][tree_of_node][:, None]
+    leaf_begin = leaf_offset[:-1][tree_of_node][:, None]
+    node_refs = np.bincount(
+        (node_begin + children)[is_internal], minlength=int(node_offset[-1])
+    )
+    leaf_refs = np.bincount(
+        (leaf_begin - children - 1)[~is_internal], minlength=int(leaf_offset[-1])
+    )
+    has_split = np.diff(node_offset) > 0
+    expected_node_refs = np.ones_like(node_refs)
+    expected_node_refs[node_offset[:-1][has_split]] = 0  # roots have no parent
+    expected_leaf_refs = np.ones_like(leaf_refs)
+    expected_leaf_refs[leaf_offset[:-1][~has_split]] = 0  # a lone leaf is a root
+    if not np.array_equal(node_refs, expected_node_refs):
+        raise _invalid("children", "an internal node has no parent or several")
+    if not np.array_equal(leaf_refs, expected_leaf_refs):
+        raise _invalid("children", "a leaf has no parent or several")
+
+
+def _check_leaf_values(arrays: dict[str, np.ndarray]) -> None:
+    leaf_value = arrays["leaf_value"]
+    if not np.isfinite(leaf_value).all():
+        raise _invalid("leaf_value", "contains NaN or infinity")
+    if leaf_value.size and (leaf_value.min() < 0.0 or leaf_value.max() > 1.0):
+        raise _invalid("leaf_value", "probabilities must lie in [0, 1]")
+    totals = leaf_value.sum(axis=1, dtype=np.float64)
+    # A leaf with zero sample weight predicts all zeros, as in sklearn.
+    if not np.all((np.abs(totals - 1.0) < 1e-4) | (totals == 0.0)):
+        raise _invalid("leaf_value", "each row must sum to 1 (or be all zero)")
+
+
+def _validated_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    checked = _checked_dtypes(arrays)
+    _check_shapes(checked)
+    _check_offsets(checked)
+    _check_nodes(checked)
+    _check_leaf_values(checked)
+    return checked
+
+
+# The public class.
+
+_numba_fallback_logged = False
+
+
+def _resolve_kernel(kernel: str | None) -> str:
+    global _numba_fallback_logged
+    source = "kernel"
+    if kernel is None:
+        kernel = os.environ.get(KERNEL_ENV_VAR, "") or "auto"
+        source = KERNEL_ENV_VAR
+    if kernel not in _KERNEL_CHOICES:
+        raise ValueError(
+            f"{source}={kernel!r} is invalid; use one of "
+            f"{', '.join(_KERNEL_CHOICES)}."
+        )
+    if kernel == "numpy":
+        return "numpy"
+    if numba is None:
+        if kernel == "numba":
+            raise ImportError(
+                f"{source}='numba' but numba failed to import "
+                f"({_NUMBA_IMPORT_ERROR}); reinstall numba or use 'numpy'."
+            ) from _NUMBA_IMPORT_ERROR
+        if not _numba_fallback_logged:
+            logger.warning(
+                "numba failed to import (%s); forests use the slower numpy "
+                "kernel", _NUMBA_IMPORT_ERROR
+            )
+            _numba_fallback_logged = True
+        return "numpy"
+    return "numba"
+
+
+class CompiledForest:
+    """A fitted tree ensemble stored as flat arrays, with fast ``predict_proba``.
+
+    Build one with :meth:`from_sklearn` or :meth:`from_arrays`; the
+    constructor takes the same mapping as :meth:`from_arrays`.
+
+    ``kernel`` picks the evaluator: ``"numba"`` (compiled, the default when
+    numba imports), ``"numpy"`` (vectorised, no compiler) or ``"auto"``.
+    When it is None, the ``RORF_FOREST_KERNEL`` environment variable decides,
+    and ``auto`` applies when that is unset. Both kernels return the same
+    probabilities.
+    """
+
+    n_features: int
+    n_classes: int
+    n_trees: int
+    kernel: str
+
+    def __init__(
+        self, arrays: Mapping[str, np.ndarray], *, kernel: str | None = None
+    ) -> None:
+        checked = _validated_arrays(arrays)
+        self.kernel = _resolve_kernel(kernel)
+        self.n_features = int(checked["n_features"])
+        self.n_classes = int(checked["leaf_value"].shape[1])
+        self.n_trees = int(checked["node_offset"].shape[0] - 1)
+        self._arrays = checked
+        # The kernels' argument order, built once to keep per-call work small.
+        depth = _tree_depths(checked["children"], checked["node_offset"])
+        self.max_depth = int(depth.max())
+        self._kernel_args = (
+            *(checked[name] for name in _ARRAY_NAMES[:-1]),
+            depth,
+        )
+        self._predict = _predict_numba if self.kernel == "numba" else _predict_numpy
+        logger.debug(
+            "compiled forest: %d trees, %d internal nodes, %s kernel",
+            self.n_trees, checked["feature"].size, self.kernel,
+        )
+
+    @classmethod
+    def from_sklearn(cls, estimator: Any, *, kernel: str | None = None) -> CompiledForest:
+        """Compile a fitted sklearn forest or decision tree classifier.
+
+        Accepts ``RandomForestClassifier``, ``ExtraTreesClassifier`` and
+        ``DecisionTreeClassifier`` (with ``ExtraTreeClassifier``), fitted on
+        one output with any depth, leaf size, class weights or missing values.
+        Raises TypeError for other estimators and ValueError for multi-output
+        ones; sklearn's ``NotFittedError`` when the estimator is not fitted.
+        """
+        trees, n_features, n_classes = _fitted_trees(estimator)
+        parts = [_compile_tree(tree, n_classes) for tree in trees]
+        return cls(_concatenate_trees(parts, n_features), kernel=kernel)
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], *, kernel: str | None = None
+    ) -> CompiledForest:
+        """Rebuild a forest from :meth:`to_arrays` output, checking it first.
+
+        Raises :class:`~rorf_core.errors.RouterFormatError` naming the first
+        array with a missing key, wrong dtype or shape, or an index out of
+        range.
+        """
+        return cls(arrays, kernel=kernel)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Return copies of the flat arrays, ready for ``safetensors.numpy.save_file``."""
+        return {name: array.copy() for name, array in self._arrays.items()}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the flat arrays."""
+        return sum(array.nbytes for array in self._arrays.values())
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Return class probabilities, float64 of shape ``(n_rows, n_classes)``.
+
+        ``X`` is ``(n_rows, n_features)``, or ``(n_features,)`` for one row,
+        which gives shape ``(1, n_classes)``. Values are compared as float32,
+        as sklearn does. NaN follows the branch sklearn chose for missing
+        values, and an infinite value raises ValueError, as in sklearn.
+        """
+        # Fast path: a float32 C-contiguous array of the right width, as
+        # embedders return, goes to the kernel without a copy.
+        if type(X) is np.ndarray and X.dtype is _FLOAT32 and X.flags.c_contiguous:
+            if X.ndim == 2 and X.shape[1] == self.n_features:
+                pass
+            elif X.ndim == 1 and X.shape[0] == self.n_features:
+                X = X.reshape(1, self.n_features)
+            else:
+                X = self._as_rows(X)  # raises the shape error
+        else:
+            X = self._as_rows(X)
+        out = np.empty((X.shape[0], self.n_classes))
+        bad_row = self._predict(self._kernel_args, X, out)
+        if bad_row >= 0:
+            raise ValueError(
+                f"X row {bad_row} contains an infinite value (or one too large "
+                "for float32); replace it with a finite value, or NaN to mark "
+                "it missing."
+            )
+        return out
+
+    def _as_rows(self, X: Any) -> np.ndarray:
+        # Convert any array-like to the C-contiguous float32 2-D array the
+        # kernels read, with the same float32 rounding that sklearn applies.
+        if hasattr(X, "tocsr"):
+            raise TypeError(
+                "CompiledForest does not take sparse matrices; pass X.toarray()."
+            )
+        with np.errstate(over="ignore"):  # overflow becomes inf, rejected later
+            rows = np.ascontiguousarray(X, dtype=np.float32)
+        if rows.ndim == 1:
+            rows = rows.reshape(1, -1)
+        if rows.ndim != 2:
+            raise ValueError(
+                f"X must be 2-D (n_rows, n_features) or 1-D (n_features,), got "
+                f"shape {rows.shape}."
+            )
+        if rows.shape[1] != self.n_features:
+            raise ValueError(
+                f"X has {rows.shape[1]} features per row, but the forest was "
+                f"fitted on {self.n_features}; embed with the model that "
+                "trained it."
+            )
+        return rows
+
+    def __repr__(self) -> str:
+        return (
+            f"CompiledForest(n_trees={self.n_trees}, n_features={self.n_features}, "
+            f"n_classes={self.n_classes}, kernel={self.kernel!r})"
+        )
