@@ -53,7 +53,7 @@ __all__ = [
 
 #: Bound on the database size unless ``max_bytes`` or the environment sets one.
 DEFAULT_MAX_BYTES = 2 * 1024**3
-#: Directory that holds ``embeddings.sqlite`` when no path is given.
+#: Directory that contains ``embeddings.sqlite`` when no path is given.
 CACHE_DIR_ENV = "RORF_CACHE_DIR"
 #: Bound on the database size: an integer with an optional K, M, G or T suffix.
 MAX_BYTES_ENV = "RORF_CACHE_MAX_BYTES"
@@ -68,7 +68,7 @@ CACHE_FILE_NAME = "embeddings.sqlite"
 EVICT_TO_FRACTION = 0.9
 # How long a write waits for another process's write transaction to finish.
 BUSY_TIMEOUT_S = 60.0
-# WAL files are truncated to this size after a checkpoint; without a limit,
+# WAL files are truncated to this size after a checkpoint. Without a limit,
 # one large write leaves a WAL file of that size on disk.
 WAL_SIZE_LIMIT_BYTES = 32 * 1024**2
 SCHEMA_VERSION = 1
@@ -82,7 +82,8 @@ _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"", "0", "false", "no", "off"}
 # Connections inherited through fork(). Closing one would run SQLite code in
 # the child on state copied from the parent, which SQLite does not support, so
-# they are kept alive here and never touched again.
+# they are kept here and never used again. Interpreter shutdown may still close
+# them, but multiprocessing's fork children end with os._exit and skip it.
 _ABANDONED_CONNECTIONS: list[sqlite3.Connection] = []
 
 # The vector goes last so that the small columns stay on the row's first page.
@@ -100,7 +101,7 @@ _SCHEMA = (
 )
 
 # A row that already exists was either written by another process in the
-# meantime (same vector) or is stale (wrong dimension): overwrite both.
+# meantime (same vector) or is stale (wrong dimension), so it is overwritten.
 _UPSERT = """
 INSERT INTO embeddings (key, last_access, dimension, vector) VALUES (?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
@@ -256,7 +257,8 @@ class _SqliteStore:
                     found[key] = np.frombuffer(blob, dtype="<f4")
         if stale:
             # The key covers name, model and options, so a dimension change
-            # means the embedder changed without changing them: re-embed.
+            # means the embedder changed without changing them. The caller
+            # embeds these texts again and the upsert replaces the rows.
             logger.warning(
                 "%d cached embeddings in %s do not have dimension %d; "
                 "embedding those texts again",
@@ -281,16 +283,17 @@ class _SqliteStore:
                 )
                 evicted = self.evict(connection)
             if evicted:
-                # Return the freed pages to the file system; auto_vacuum is
-                # INCREMENTAL, so this frees pages and nothing else.
+                # Truncate the freed pages off the end of the file, which
+                # auto_vacuum = INCREMENTAL allows without a full VACUUM.
                 connection.executescript("PRAGMA incremental_vacuum;")
 
     def evict(self, connection: sqlite3.Connection) -> int:
         """Delete least recently used entries until the used pages fit the bound.
 
-        Runs inside the write transaction, which sees its own deletions in
-        the page counts. Deleting a row does not always free a whole page, so
-        the loop re-measures and deletes again until the target is met.
+        Runs inside the write transaction, whose page counts include its own
+        uncommitted deletions. Deleting a row does not always free a whole
+        page, so the loop measures again and deletes more until the target
+        is met.
         """
         used = _used_bytes(connection)
         if used <= self.max_bytes:
@@ -344,14 +347,14 @@ class _SqliteStore:
                 with _translated_errors(self.path):
                     yield self._connect()
             except EmbeddingCacheError:
-                # Reopen on the next call, which then sees a replaced or
-                # deleted file instead of this connection's view of the old one.
+                # The next call opens a new connection, so a file that the user
+                # deleted or replaced meanwhile is read afresh.
                 self.close()
                 raise
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is not None and self._pid != os.getpid():
-            # SQLite connections must not cross fork(): open a fresh one.
+            # SQLite connections must not cross fork(), so the child opens its own.
             _ABANDONED_CONNECTIONS.append(self._connection)
             self._connection = None
         if self._connection is None:
@@ -464,9 +467,10 @@ def _translated_errors(path: str) -> Iterator[None]:
         message = str(error)
         if "locked" in message or "busy" in message:
             raise EmbeddingCacheError(
-                f"the embedding cache {path} stayed locked by another process "
-                f"for {BUSY_TIMEOUT_S:g} s ({message}); retry when the other "
-                f"process has finished, or set {CACHE_DIR_ENV} to another directory"
+                f"timed out after {BUSY_TIMEOUT_S:g} s waiting for another process "
+                f"to release the embedding cache {path} ({message}); retry when "
+                f"that process has finished, or set {CACHE_DIR_ENV} to another "
+                "directory"
             ) from error
         raise EmbeddingCacheError(
             f"cannot use the embedding cache {path} ({message}); check that its "
@@ -514,6 +518,12 @@ class EmbeddingCache:
             return
         resolved = default_cache_path() if path is None else path
         location = MEMORY_PATH if resolved == MEMORY_PATH else os.fspath(resolved)
+        if not location:
+            # sqlite3 would open a private temporary database for "".
+            raise ValueError(
+                "path must name a file, be None for the default location, or be "
+                f"{MEMORY_PATH!r} for a cache in memory; got an empty string"
+            )
         self._store = _SqliteStore(location, self.max_bytes)
 
     @classmethod
@@ -616,7 +626,7 @@ class EmbeddingCache:
         return self._store.size_bytes()
 
     def close(self) -> None:
-        """Close the database connection; a later call opens it again."""
+        """Close the database connection. A later call opens a new one."""
         if self._store is not None:
             self._store.close()
 
@@ -654,12 +664,15 @@ def _embed_misses(
     progress: bool,
     dimension: int,
 ) -> np.ndarray:
+    # NOTE: only InvalidInputError gets its index translated. Other errors pass
+    # through unchanged, so an EmbeddingError message that names a text index
+    # counts positions in ``misses``, not in the caller's texts.
     try:
         vectors = np.asarray(
             embedder.embed(misses, progress=progress), dtype=np.float32
         )
     except InvalidInputError as error:
-        # The embedder saw only the distinct misses; point the caller at the
+        # The embedder saw only the distinct misses, so point the caller at the
         # first place the bad text appears in their own list.
         if not 0 <= error.index < len(misses):
             raise

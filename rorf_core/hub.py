@@ -51,24 +51,31 @@ def hub_offline() -> bool:
     from huggingface_hub import constants
 
     # huggingface_hub reads HF_HUB_OFFLINE once, at import; ask it rather
-    # than the environment so the answer matches what the download does.
+    # than the environment, so the result matches what the download does.
     check = getattr(constants, "is_offline_mode", None)
     return bool(check() if callable(check) else constants.HF_HUB_OFFLINE)
 
 
-def resolve_router(name_or_path: str | os.PathLike[str], revision: str | None = None) -> Path:
+def resolve_router(
+    name_or_path: str | os.PathLike[str], revision: str | None = None
+) -> Path:
     """Return the local directory of the router called ``name_or_path``.
 
     An existing directory is returned as it is. Otherwise a name of the form
-    ``owner/name`` is downloaded from the hub at ``revision`` (a branch, tag
-    or commit; default ``main``), or read from the hub cache when offline.
+    ``owner/name`` is downloaded from the hub at ``revision``, which is a
+    branch, tag or commit (default ``main``). When offline, it is read from
+    the hub cache.
 
-    :raises RouterNotFoundError: neither a directory nor a hub repo holds a
-        router of that name; the message lists what was tried.
+    :raises RouterNotFoundError: neither a directory nor a hub repo contains
+        a router of that name. The message lists what was tried.
     """
     name = os.fspath(name_or_path)
     path = Path(name).expanduser()
     if path.is_dir():
+        if revision is not None:
+            logger.warning(
+                "ignoring revision %r: %s is a local directory", revision, path
+            )
         return path
     if path.exists():
         raise RouterNotFoundError(
@@ -77,8 +84,9 @@ def resolve_router(name_or_path: str | os.PathLike[str], revision: str | None = 
         )
     if not looks_like_repo_id(name):
         raise RouterNotFoundError(
-            f"router {name!r} not found: there is no directory {str(path.absolute())!r}, "
-            "and the name is not a hub repo id of the form owner/name"
+            f"router {name!r} not found: there is no directory "
+            f"{str(path.absolute())!r}, and the name is not a hub repo id of the "
+            "form owner/name"
         )
     return _download(name, revision, path)
 
@@ -89,26 +97,42 @@ def _where(offline: bool) -> str:
     return "the Hugging Face hub"
 
 
-def _not_found(repo_id: str, revision: str | None, local: Path, error: Exception) -> RouterNotFoundError:
-    from huggingface_hub.utils import GatedRepoError, RevisionNotFoundError
+def _not_found(
+    repo_id: str, revision: str | None, local: Path, error: Exception
+) -> RouterNotFoundError:
+    from huggingface_hub.utils import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     offline = hub_offline()
-    tried = (
-        f"no directory {str(local.absolute())!r}, and {_where(offline)} has no repo "
-        f"{repo_id!r} at revision {revision or 'main'!r}"
-    )
+    repo_at_revision = f"repo {repo_id!r} at revision {revision or 'main'!r}"
+    # snapshot_download raises LocalEntryNotFoundError online too, when the
+    # hub cannot be reached and the cache has no copy.
+    unreachable = isinstance(error, LocalEntryNotFoundError) and not offline
+    if unreachable:
+        where = (
+            "the Hugging Face hub could not be reached and the local cache has no "
+            + repo_at_revision
+        )
+    else:
+        where = f"{_where(offline)} has no {repo_at_revision}"
     if isinstance(error, GatedRepoError):
-        hint = "the repo is gated: accept its terms on the hub and log in (hf auth login)"
+        hint = (
+            "the repo is gated: accept its terms on the hub and log in (hf auth login)"
+        )
     elif isinstance(error, RevisionNotFoundError):
         hint = "the repo exists but not that revision: check the branch, tag or commit"
     elif offline:
         hint = "download it once with HF_HUB_OFFLINE unset, or pass a local directory"
+    elif unreachable:
+        hint = "check the network connection (or HF_ENDPOINT) and retry"
     else:
-        hint = (
-            "check the name; for a private repo set HF_TOKEN or run hf auth login"
-        )
+        hint = "check the name; for a private repo set HF_TOKEN or run hf auth login"
     return RouterNotFoundError(
-        f"router {repo_id!r} not found: {tried} ({type(error).__name__}); {hint}"
+        f"router {repo_id!r} not found: no directory {str(local.absolute())!r}, and "
+        f"{where} ({type(error).__name__}); {hint}"
     )
 
 
@@ -124,7 +148,9 @@ def _download(repo_id: str, revision: str | None, local: Path) -> Path:
 
     logger.info(
         "fetching router %s at revision %s from %s",
-        repo_id, revision or "main", _where(hub_offline()),
+        repo_id,
+        revision or "main",
+        _where(hub_offline()),
     )
     try:
         directory = Path(
@@ -158,7 +184,7 @@ def _check_router_files(directory: Path, repo_id: str, revision: str | None) -> 
         return
     present = ", ".join(sorted(p.name for p in directory.iterdir())) or "no files"
     raise RouterNotFoundError(
-        f"hub repo {repo_id!r} at revision {revision or 'main'!r} holds no router: "
+        f"hub repo {repo_id!r} at revision {revision or 'main'!r} contains no router: "
         f"neither {METADATA_FILE} nor {LEGACY_FILE} is there (it has {present})"
     )
 
@@ -172,9 +198,10 @@ def _validated_metadata(directory: Path) -> dict[str, Any]:
     from rorf_core import plugins
     from rorf_core.legacy import LEGACY_FILE
 
-    if not (directory / router_format.METADATA_FILE).is_file() and (
-        directory / LEGACY_FILE
-    ).is_file():
+    if (
+        not (directory / router_format.METADATA_FILE).is_file()
+        and (directory / LEGACY_FILE).is_file()
+    ):
         raise RouterFormatError(
             f"{str(directory)!r} is a legacy pickled router; convert it first with "
             f"`rorf convert {directory} --out DIR --allow-pickle` and push DIR"
@@ -183,15 +210,20 @@ def _validated_metadata(directory: Path) -> dict[str, Any]:
     try:
         scorer_meta = metadata["scorer"]
         scorer_class = plugins.get_scorer_class(scorer_meta["name"])
-        scorer_class.from_state(scorer_meta.get("params", {}), scorer_meta["state"], arrays)
+        scorer_class.from_state(
+            scorer_meta.get("params", {}), scorer_meta["state"], arrays
+        )
     except (KeyError, TypeError) as error:
         raise RouterFormatError(
-            f"router {str(directory)!r} has invalid scorer metadata: missing or bad {error}"
+            f"router {str(directory)!r} has invalid scorer metadata: missing or "
+            f"bad {error}"
         ) from error
     return metadata
 
 
-def stage_router(directory: str | os.PathLike[str], repo_id: str, staging: Path) -> list[str]:
+def stage_router(
+    directory: str | os.PathLike[str], repo_id: str, staging: Path
+) -> list[str]:
     """Copy a router and its generated model card into ``staging`` for upload.
 
     Only files of the router are copied (``calibration-cache`` and hidden
@@ -247,7 +279,9 @@ def push_router(
         )
         logger.info("pushing %s to %s: %s", directory, repo, ", ".join(files))
         if revision is not None:
-            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+            api.create_branch(
+                repo_id, branch=revision, repo_type="model", exist_ok=True
+            )
         return api.upload_folder(
             folder_path=staging,
             repo_id=repo_id,

@@ -79,13 +79,21 @@ class LegacyEmbedderSpec:
 
 #: Legacy embedder names and what they mean. The models are the defaults of
 #: RoRF's own embedding classes; the dimensions are those models' output
-#: lengths, which the pickled forests were fitted on.
+#: lengths, which the pickled forests were fitted on. The options repeat how
+#: RoRF embedded (jina's classification task, Voyage's "Cluster the text: "
+#: prefix), so a converted router does not depend on a plugin's defaults.
 LEGACY_EMBEDDERS: dict[str, LegacyEmbedderSpec] = {
     "jina": LegacyEmbedderSpec(
-        registry_name="jina", model="jinaai/jina-embeddings-v3", dimension=1024
+        registry_name="jina",
+        model="jinaai/jina-embeddings-v3",
+        dimension=1024,
+        options={"task": "classification"},
     ),
     "voyage": LegacyEmbedderSpec(
-        registry_name="voyage", model="voyage-large-2-instruct", dimension=1024
+        registry_name="voyage",
+        model="voyage-large-2-instruct",
+        dimension=1024,
+        options={"instruction": "Cluster the text: "},
     ),
     "openai": LegacyEmbedderSpec(
         registry_name="openai", model="text-embedding-3-small", dimension=1536
@@ -95,7 +103,9 @@ LEGACY_EMBEDDERS: dict[str, LegacyEmbedderSpec] = {
     ),
 }
 
-_REPO_NAME = re.compile(r"^rorf-(?P<embedder>[^-]+)-(?P<model_a>[^-]+)-(?P<model_b>[^-]+)$")
+_REPO_NAME = re.compile(
+    r"^rorf-(?P<embedder>[^-]+)-(?P<model_a>[^-]+)-(?P<model_b>[^-]+)$"
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -126,7 +136,7 @@ def _read_config(directory: Path) -> dict[str, Any]:
         logger.warning("ignoring %s: it is not valid JSON (%s)", path, error)
         return {}
     if not isinstance(config, dict):
-        logger.warning("ignoring %s: it holds no JSON object", path)
+        logger.warning("ignoring %s: it does not contain a JSON object", path)
         return {}
     return config
 
@@ -140,7 +150,11 @@ def _parse_repo_name(name: str) -> dict[str, str] | None:
 
 def _config_models(config: dict[str, Any]) -> tuple[str, str] | None:
     llms = config.get("llms")
-    if isinstance(llms, list) and len(llms) == 2 and all(isinstance(m, str) for m in llms):
+    if (
+        isinstance(llms, list)
+        and len(llms) == 2
+        and all(isinstance(m, str) for m in llms)
+    ):
         return llms[0], llms[1]
     return None
 
@@ -160,7 +174,7 @@ def legacy_identity(directory: Path, name: str) -> LegacyIdentity:
     )
     if not isinstance(embedder, str) or models is None:
         raise RouterFormatError(
-            f"legacy router {name!r}: cannot tell its embedder and models, because "
+            f"legacy router {name!r}: cannot determine its embedder and models, as "
             f"{LEGACY_CONFIG_FILE} has no 'embedding_provider' and 'llms' and the "
             "name does not have the form rorf-<embedder>-<model_a>-<model_b>; add "
             f"those keys to {LEGACY_CONFIG_FILE} or rename the directory"
@@ -223,7 +237,11 @@ def pickled_sklearn_versions(data: bytes) -> list[str]:
             if name in _STACK_NEUTRAL_OPCODES:
                 continue
             if name in _STRING_OPCODES:
-                top = argument.decode("latin-1") if isinstance(argument, bytes) else argument
+                top = (
+                    argument.decode("latin-1")
+                    if isinstance(argument, bytes)
+                    else argument
+                )
             elif name in _MEMO_GET_OPCODES:
                 top = memo.get(int(argument))
             else:
@@ -278,7 +296,9 @@ def _installed_sklearn() -> str:
     return str(sklearn.__version__)
 
 
-def _version_error(path: Path, written_by: list[str], error: BaseException) -> RouterFormatError:
+def _version_error(
+    path: Path, written_by: list[str], error: BaseException
+) -> RouterFormatError:
     installed = _installed_sklearn()
     if written_by and written_by[0] != installed:
         writer = written_by[0]
@@ -286,10 +306,13 @@ def _version_error(path: Path, written_by: list[str], error: BaseException) -> R
             f"{str(path)!r} was written by scikit-learn {writer} and failed to load "
             f"with the installed scikit-learn {installed} ({type(error).__name__}: "
             f"{error}). In a separate virtual environment, install "
-            f"scikit-learn=={writer} with rorf-core and run `rorf convert SRC --out DIR "
-            "--allow-pickle` once; the converted router loads with any scikit-learn"
+            f"scikit-learn=={writer} with rorf-core and run `rorf convert SRC "
+            "--out DIR --allow-pickle` once; the converted router loads with any "
+            "scikit-learn"
         )
-    writer = f"scikit-learn {written_by[0]}" if written_by else "an unknown scikit-learn"
+    writer = (
+        f"scikit-learn {written_by[0]}" if written_by else "an unknown scikit-learn"
+    )
     return RouterFormatError(
         f"{str(path)!r} is not a loadable scikit-learn forest pickle (written by "
         f"{writer}; {type(error).__name__}: {error}); download the router again"
@@ -307,7 +330,9 @@ def read_legacy_estimator(path: Path) -> tuple[Any, list[str]]:
     installed = _installed_sklearn()
     logger.info(
         "%s was written by scikit-learn %s; installed: %s",
-        path, ", ".join(written_by) or "unknown", installed,
+        path,
+        ", ".join(written_by) or "unknown",
+        installed,
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -318,8 +343,8 @@ def read_legacy_estimator(path: Path) -> tuple[Any, list[str]]:
         except Exception as error:  # any failure inside foreign pickle code
             raise _version_error(path, written_by, error) from error
     for warning in caught:
-        # sklearn's InconsistentVersionWarning says the versions differ; the
-        # forest still loaded, and the checks below decide whether it is usable.
+        # sklearn's InconsistentVersionWarning means the versions differ. The
+        # forest loaded anyway, and the checks below decide whether it is usable.
         logger.warning("while unpickling %s: %s", path, warning.message)
     return estimator, written_by
 
@@ -335,7 +360,7 @@ def _scorer_for(estimator: Any, path: Path) -> Any:
         scorer_class = ExtraTreesScorer
     else:
         raise RouterFormatError(
-            f"{str(path)!r} holds a {type(estimator).__module__}."
+            f"{str(path)!r} contains a {type(estimator).__module__}."
             f"{type(estimator).__name__}, not a RandomForestClassifier; it is not a "
             "RoRF router"
         )
@@ -378,7 +403,12 @@ class UnavailableEmbedder(Embedder):
     """
 
     def __init__(
-        self, name: str, model: str, dimension: int, options: dict[str, Any], reason: str
+        self,
+        name: str,
+        model: str,
+        dimension: int,
+        options: dict[str, Any],
+        reason: str,
     ) -> None:
         super().__init__(model)
         self.name = name  # type: ignore[misc]  # per instance, not per class
@@ -413,7 +443,9 @@ def _legacy_embedder(
     except UnknownNameError as error:
         if require_embedder:
             raise
-        logger.info("embedder %r is not installed; converting without it", spec.registry_name)
+        logger.info(
+            "embedder %r is not installed; converting without it", spec.registry_name
+        )
         return UnavailableEmbedder(
             spec.registry_name, spec.model, spec.dimension, merged, str(error)
         )
@@ -432,12 +464,18 @@ def _opt_in_error(name: str, path: Path) -> UnsafeRouterError:
     )
 
 
-def _legacy_training(identity: LegacyIdentity, name: str, written_by: list[str]) -> dict[str, Any]:
+def _legacy_training(
+    identity: LegacyIdentity, name: str, written_by: list[str]
+) -> dict[str, Any]:
     from rorf_core import __version__
+    from rorf_core.hub import looks_like_repo_id
 
+    # A local path would put the converting user's directories into a file
+    # that may be pushed to the hub, so only its last part is kept.
+    recorded_name = name if looks_like_repo_id(name) else Path(name).name
     return {
         "source": "legacy RoRF classifier.pkl",
-        "legacy_name": name,
+        "legacy_name": recorded_name,
         "identity_source": identity.source,
         "legacy_config": identity.config,
         "pickled_with_sklearn": written_by[0] if written_by else None,
@@ -454,7 +492,7 @@ def load_legacy_router(
     embedder_options: dict[str, Any] | None = None,
     require_embedder: bool = True,
 ) -> Any:
-    """Return a Router for a legacy directory, or None when it has no ``classifier.pkl``.
+    """Return a Router for a legacy directory, or None without ``classifier.pkl``.
 
     :param name: the name the caller asked for (repo id or path); its last
         part may name the embedder and models.
@@ -506,7 +544,10 @@ def _check_rows(estimator: Any, rows: int, seed: int = 0) -> np.ndarray:
     # that the rows take many different paths through the trees.
     n_features = int(estimator.n_features_in_)
     thresholds = np.concatenate(
-        [tree.tree_.threshold[tree.tree_.feature >= 0] for tree in estimator.estimators_]
+        [
+            tree.tree_.threshold[tree.tree_.feature >= 0]
+            for tree in estimator.estimators_
+        ]
     )
     if thresholds.size == 0:
         low, high = -1.0, 1.0
@@ -525,7 +566,9 @@ def _verify_conversion(router: Any, out: Path) -> float:
     metadata, arrays = router_format.read_router_dir(out)
     scorer_meta = metadata["scorer"]
     scorer_class = plugins.get_scorer_class(scorer_meta["name"])
-    reloaded = scorer_class.from_state(scorer_meta.get("params", {}), scorer_meta["state"], arrays)
+    reloaded = scorer_class.from_state(
+        scorer_meta.get("params", {}), scorer_meta["state"], arrays
+    )
     rows = _check_rows(router.scorer.estimator_, CHECK_ROWS)
     expected = router.scorer.estimator_.predict_proba(rows)
     difference = float(np.max(np.abs(reloaded.predict_proba(rows) - expected)))
@@ -565,8 +608,8 @@ def convert_legacy_router(
     directory = resolve_router(source, revision=revision)
     if (directory / router_format.METADATA_FILE).is_file():
         raise RouterFormatError(
-            f"router {name!r} is already in the safe format ({router_format.METADATA_FILE} "
-            "exists); there is nothing to convert"
+            f"router {name!r} is already in the safe format "
+            f"({router_format.METADATA_FILE} exists); there is nothing to convert"
         )
     if target.exists() and not overwrite:
         raise RouterFormatError(
@@ -578,17 +621,22 @@ def convert_legacy_router(
     )
     if router is None:
         raise RouterNotFoundError(
-            f"router {name!r} ({str(directory)!r}) has neither {router_format.METADATA_FILE} "
-            f"nor {LEGACY_FILE}; it is not a router"
+            f"router {name!r} ({str(directory)!r}) has neither "
+            f"{router_format.METADATA_FILE} nor {LEGACY_FILE}; it is not a router"
         )
     router.training = {
         **router.training,
-        "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "converted": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
         "revision": revision,
     }
     router.save_pretrained(target)
     difference = _verify_conversion(router, target)
     logger.info(
-        "converted %s to %s (largest probability difference %.3g)", name, target, difference
+        "converted %s to %s (largest probability difference %.3g)",
+        name,
+        target,
+        difference,
     )
     return target

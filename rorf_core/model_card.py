@@ -114,7 +114,7 @@ def _threshold_at(calibration: dict[str, Any] | None, percent: int) -> float | N
 def _usage(metadata: dict[str, Any], repo_id: str) -> list[str]:
     embedder = metadata["embedder"]["name"]
     threshold = _threshold_at(metadata.get("calibration"), 50)
-    shown = f"{threshold:.6f}" if threshold is not None else "0.5"
+    threshold_text = f"{threshold:.6f}" if threshold is not None else "0.5"
     comment = (
         "  # sends about half of the calls to model A"
         if threshold is not None
@@ -130,7 +130,8 @@ def _usage(metadata: dict[str, Any], repo_id: str) -> list[str]:
         "```python",
         "from rorf_core import Controller",
         "",
-        f"controller = Controller(router={repo_id!r}, threshold={shown}){comment}",
+        f"controller = Controller(router={repo_id!r}, threshold={threshold_text})"
+        + comment,
         'print(controller.route("Prove that the square root of 2 is irrational."))',
         "```",
         "",
@@ -162,8 +163,14 @@ def _training_section(metadata: dict[str, Any]) -> list[str]:
     legacy = training.get("legacy_config") or {}
     rows = [
         ("dataset", config.get("dataset") or legacy.get("dataset_path")),
-        ("evaluation dataset", config.get("eval_dataset") or legacy.get("eval_dataset")),
-        ("held-out fraction", None if config.get("eval_dataset") else config.get("eval_fraction")),
+        (
+            "evaluation dataset",
+            config.get("eval_dataset") or legacy.get("eval_dataset"),
+        ),
+        (
+            "held-out fraction",
+            None if config.get("eval_dataset") else config.get("eval_fraction"),
+        ),
         ("training rows", training.get("train_rows")),
         ("evaluation rows", training.get("eval_rows")),
         ("dropped rows", training.get("dropped_rows")),
@@ -174,10 +181,10 @@ def _training_section(metadata: dict[str, Any]) -> list[str]:
         ("pickled with scikit-learn", training.get("pickled_with_sklearn")),
         ("rorf-core version", training.get("rorf_core_version")),
     ]
-    shown = [(name, value) for name, value in rows if value is not None]
-    if not shown:
+    present = [(name, value) for name, value in rows if value is not None]
+    if not present:
         return ["## Training data", "", "router.json records no training data.", ""]
-    return ["## Training data", "", *_table(("field", "value"), shown), ""]
+    return ["## Training data", "", *_table(("field", "value"), present), ""]
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -197,7 +204,14 @@ def _metrics_section(metadata: dict[str, Any]) -> list[str]:
         return ["## Metrics", "", "router.json records no evaluation metrics.", ""]
     rows = training.get("eval_rows")
     intro = "Measured on the held-out rows" + (f" ({rows} rows)." if rows else ".")
-    return ["## Metrics", "", intro, "", *_table(("metric", "value"), _flatten(metrics)), ""]
+    return [
+        "## Metrics",
+        "",
+        intro,
+        "",
+        *_table(("metric", "value"), _flatten(metrics)),
+        "",
+    ]
 
 
 def _calibration_section(metadata: dict[str, Any]) -> list[str]:
@@ -217,10 +231,15 @@ def _calibration_section(metadata: dict[str, Any]) -> list[str]:
         f"Thresholds that send a share of calls to model A, computed on {source}"
         + (f" ({count} rows)" if count else "")
         + ". A prompt goes to model A when its score is at least the threshold. "
-        f"router.json lists every whole percent; this table every {CALIBRATION_STEP}."
+        f"router.json lists every whole percent; this table every {CALIBRATION_STEP} "
+        "percent."
     )
     rows = [
-        (f"{row['percent']}%", row["threshold"], f"{100 * row['reached']:.1f}%")
+        (
+            f"{row['percent']}%",
+            f"{row['threshold']:.6f}",
+            f"{100 * row['reached']:.1f}%",
+        )
         for row in table
         if row.get("percent", -1) % CALIBRATION_STEP == 0
     ]
@@ -234,10 +253,10 @@ def render_model_card(metadata: dict[str, Any], *, repo_id: str) -> str:
     embedder = metadata["embedder"]
     intro = (
         f"This RoRF router sends each prompt to **{model_a}** (model A) or "
-        f"**{model_b}** (model B). It embeds the prompt with the `{embedder['name']}` embedder ({embedder['model']}), "
-        "scores the embedding with a random forest, and sends the prompt to model A "
-        "when the score (the probability that model A is needed) is at least the "
-        "threshold."
+        f"**{model_b}** (model B). It embeds the prompt with the "
+        f"`{embedder['name']}` embedder ({embedder['model']}), scores the "
+        "embedding with a random forest, and sends the prompt to model A when the "
+        "score (the probability that model A is needed) is at least the threshold."
     )
     lines = [
         _front_matter(metadata),

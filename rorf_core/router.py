@@ -202,7 +202,10 @@ class Router:
             from rorf_core.legacy import load_legacy_router
 
             legacy = load_legacy_router(
-                directory, name=str(name_or_path), allow_pickle=allow_pickle
+                directory,
+                name=str(name_or_path),
+                allow_pickle=allow_pickle,
+                embedder_options=embedder_options,
             )
             if legacy is not None:
                 return legacy

@@ -445,6 +445,11 @@ def test_max_bytes_from_env(cache_path: Path, monkeypatch: pytest.MonkeyPatch) -
         EmbeddingCache(cache_path)
 
 
+def test_empty_path_rejected() -> None:
+    with pytest.raises(ValueError, match="path must name a file"):
+        EmbeddingCache("")
+
+
 @pytest.mark.parametrize("max_bytes", [0, -1, 1.5, True])
 def test_invalid_max_bytes_rejected(cache_path: Path, max_bytes: Any) -> None:
     with pytest.raises(ValueError, match="max_bytes must be a positive int"):

@@ -453,6 +453,44 @@ def test_parallel_calls_from_threads(small_forest):
         np.testing.assert_array_equal(result, expected)
 
 
+THREADS_SCRIPT = """
+import sys, threading
+import numpy as np
+from safetensors.numpy import load_file
+from rorf_core.forest.compiled import CompiledForest
+forest = CompiledForest.from_arrays(load_file(sys.argv[1]))
+rows = np.random.default_rng(0).normal(size=(5_000, forest.n_features))
+rows = rows.astype(np.float32)
+expected = forest.predict_proba(rows)
+def predict():
+    for _ in range(20):
+        assert np.array_equal(forest.predict_proba(rows), expected)
+threads = [threading.Thread(target=predict) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print("threads done")
+"""
+
+
+def test_threads_with_workqueue_layer(small_forest, tmp_path):
+    # numba's workqueue layer aborts the process on concurrent parallel
+    # launches, which the lock in compiled.py prevents.
+    estimator, _ = small_forest
+    save_file(CompiledForest.from_sklearn(estimator).to_arrays(), tmp_path / "f.st")
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue"}
+    env.pop(KERNEL_ENV_VAR, None)
+    result = subprocess.run(
+        [sys.executable, "-c", THREADS_SCRIPT, str(tmp_path / "f.st")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "threads done" in result.stdout
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_forked_child_after_parallel_call(small_forest):
     estimator, _ = small_forest
@@ -655,10 +693,10 @@ CORRUPTIONS = {
     "n_features shape": (corrupt_n_features_shape, "'n_features' is invalid"),
     "feature range": (corrupt_feature_range, "'feature' is invalid: values"),
     "n_features smaller": (corrupt_n_features_smaller, "'feature' is invalid"),
-    "child past tree": (corrupt_child_past_tree, "'children' is invalid"),
-    "child backwards": (corrupt_child_backwards, "'children' is invalid"),
-    "leaf code": (corrupt_leaf_code, "'children' is invalid"),
-    "shared child": (corrupt_shared_child, "'children' is invalid"),
+    "child past tree": (corrupt_child_past_tree, "node 0 of tree 0 has child code"),
+    "child backwards": (corrupt_child_backwards, "has child code 0, which is out"),
+    "leaf code": (corrupt_leaf_code, "of tree 0 has child code -"),
+    "shared child": (corrupt_shared_child, "of tree 0 has [02] parents"),
     "node_offset end": (corrupt_node_offset_end, "'node_offset' is invalid"),
     "node_offset order": (corrupt_node_offset_order, "'node_offset' is invalid"),
     "leaf_offset": (corrupt_leaf_offset, "'leaf_offset' is invalid"),
@@ -670,14 +708,15 @@ CORRUPTIONS = {
 }
 
 
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])  # each has its own checks
 @pytest.mark.parametrize("case", sorted(CORRUPTIONS))
-def test_from_arrays_rejects(small_forest, case):
+def test_from_arrays_rejects(small_forest, case, kernel):
     estimator, _ = small_forest
     arrays = CompiledForest.from_sklearn(estimator).to_arrays()
     corrupt, message = CORRUPTIONS[case]
     corrupt(arrays)
     with pytest.raises(RouterFormatError, match=message):
-        CompiledForest.from_arrays(arrays)
+        CompiledForest.from_arrays(arrays, kernel=kernel)
 
 
 def test_from_arrays_rejects_non_mapping():

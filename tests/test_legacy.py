@@ -12,14 +12,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import MMLU, MODEL_A, MODEL_B
 from sklearn.ensemble import RandomForestClassifier
 
-from conftest import MMLU, MODEL_A, MODEL_B
 from rorf_core import Controller, RouterFormatError, UnknownNameError, UnsafeRouterError
 from rorf_core.errors import EmbeddingError
 from rorf_core.labels import get_label_scheme
 from rorf_core.legacy import (
     LEGACY_EMBEDDERS,
+    LegacyEmbedderSpec,
     PickleLoadWarning,
     UnavailableEmbedder,
     convert_legacy_router,
@@ -30,6 +31,10 @@ from rorf_core.legacy import (
 from rorf_core.router import Router
 
 LEGACY_NAME = "rorf-wordllama-modela-modelb"
+
+# Tests that check the warning catch it with pytest.warns; the rest need not
+# repeat it in the report.
+pytestmark = pytest.mark.filterwarnings("ignore::rorf_core.legacy.PickleLoadWarning")
 
 
 def fit_forest(
@@ -44,7 +49,10 @@ def fit_forest(
 
 
 def write_legacy(
-    directory: Path, forest: Any, config: dict[str, Any] | None = None, protocol: int = 4
+    directory: Path,
+    forest: Any,
+    config: dict[str, Any] | None = None,
+    protocol: int = 4,
 ) -> Path:
     """Write a RoRF-style router: classifier.pkl and, if given, config.json."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -54,7 +62,9 @@ def write_legacy(
     return directory
 
 
-def pickle_as_version(forest: Any, version: str, monkeypatch: pytest.MonkeyPatch) -> bytes:
+def pickle_as_version(
+    forest: Any, version: str, monkeypatch: pytest.MonkeyPatch
+) -> bytes:
     """Pickle ``forest`` as if scikit-learn ``version`` wrote it."""
     import sklearn.base
 
@@ -79,7 +89,9 @@ def pickle_without_missing_values(forest: Any) -> bytes:
             cls, args, state = obj.__reduce__()
             nodes = state["nodes"]
             names = [name for name in nodes.dtype.names if name != "missing_go_to_left"]
-            old = np.zeros(nodes.shape, dtype=[(name, nodes.dtype[name]) for name in names])
+            old = np.zeros(
+                nodes.shape, dtype=[(name, nodes.dtype[name]) for name in names]
+            )
             for name in names:
                 old[name] = nodes[name]
             return cls, args, {**state, "nodes": old}
@@ -91,23 +103,23 @@ def pickle_without_missing_values(forest: Any) -> bytes:
 
 @pytest.fixture(scope="session")
 def mmlu_forest() -> tuple[RandomForestClassifier, np.ndarray]:
-    """A forest fitted on wordllama embeddings of MMLU with RoRF labels, and
-    1,000 embeddings of other MMLU prompts."""
+    """A forest fitted on wordllama embeddings of MMLU prompts with RoRF labels,
+    and the 1,000 embeddings it is compared on (the first 600 trained it)."""
     if not MMLU.is_file():
         pytest.skip(f"shared MMLU data not found at {MMLU}")
     import pyarrow.parquet as pq
     from rorf_wordllama.embedder import WordLlamaEmbedder
 
     table = pq.read_table(MMLU).to_pydict()
-    prompts = table["Input"][:3000]
+    rows = slice(0, 1000)
     labels = get_label_scheme("rorf")(
-        np.asarray(table[f"{MODEL_A}/score"][:3000]),
-        np.asarray(table[f"{MODEL_B}/score"][:3000]),
+        np.asarray(table[f"{MODEL_A}/score"][rows]),
+        np.asarray(table[f"{MODEL_B}/score"][rows]),
     )
-    embeddings = WordLlamaEmbedder().embed(prompts)
+    embeddings = WordLlamaEmbedder().embed(table["Input"][rows])
     forest = RandomForestClassifier(n_estimators=20, max_depth=12, random_state=0)
-    forest.fit(embeddings[:2000], labels[:2000])
-    return forest, embeddings[2000:]
+    forest.fit(embeddings[:600], labels[:600])
+    return forest, embeddings
 
 
 @pytest.fixture
@@ -132,7 +144,9 @@ def test_pickle_needs_opt_in(legacy_dir: Path) -> None:
     assert "runs code" in message
 
 
-def test_opt_in_warns_and_logs(legacy_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_opt_in_warns_and_logs(
+    legacy_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="rorf_core.legacy"):
         with pytest.warns(PickleLoadWarning, match="runs code from the file"):
             router = load_legacy_router(legacy_dir, name=LEGACY_NAME, allow_pickle=True)
@@ -142,7 +156,9 @@ def test_opt_in_warns_and_logs(legacy_dir: Path, caplog: pytest.LogCaptureFixtur
 
 def test_opt_in_router_routes(legacy_dir: Path) -> None:
     with pytest.warns(PickleLoadWarning):
-        controller = Controller(router=str(legacy_dir), allow_pickle=True, threshold=0.0)
+        controller = Controller(
+            router=str(legacy_dir), allow_pickle=True, threshold=0.0
+        )
     assert controller.model_a == "modela"
     assert controller.model_b == "modelb"
     assert controller.route("What is the derivative of x squared?") == "modela"
@@ -163,11 +179,21 @@ def test_config_json_wins_over_name(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("repo_id", "registry", "model"),
     [
-        ("notdiamond/rorf-jina-llama31405b-llama3170b", "jina", "jinaai/jina-embeddings-v3"),
-        ("notdiamond/rorf-voyage-gpt4o-claude35sonnet", "voyage", "voyage-large-2-instruct"),
+        (
+            "notdiamond/rorf-jina-llama31405b-llama3170b",
+            "jina",
+            "jinaai/jina-embeddings-v3",
+        ),
+        (
+            "notdiamond/rorf-voyage-gpt4o-claude35sonnet",
+            "voyage",
+            "voyage-large-2-instruct",
+        ),
     ],
 )
-def test_repo_name_names_embedder(tmp_path: Path, repo_id: str, registry: str, model: str) -> None:
+def test_repo_name_names_embedder(
+    tmp_path: Path, repo_id: str, registry: str, model: str
+) -> None:
     identity = legacy_identity(tmp_path, repo_id)
     assert identity.spec.registry_name == registry
     assert identity.spec.model == model
@@ -232,11 +258,13 @@ def test_hostile_global_not_called(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-# scikit-learn versions ------------------------------------------------------------------
+# scikit-learn versions ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
-def test_version_read_from_opcodes(protocol: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_version_read_from_opcodes(
+    protocol: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sklearn.base
 
     with monkeypatch.context() as patch:
@@ -256,15 +284,21 @@ def test_pickle_from_older_sklearn_loads(
     forest = fit_forest()
     directory = tmp_path / LEGACY_NAME
     directory.mkdir()
-    (directory / "classifier.pkl").write_bytes(pickle_as_version(forest, "1.5.2", monkeypatch))
+    (directory / "classifier.pkl").write_bytes(
+        pickle_as_version(forest, "1.5.2", monkeypatch)
+    )
     with caplog.at_level(logging.WARNING, logger="rorf_core.legacy"):
         with pytest.warns(PickleLoadWarning):
-            router = load_legacy_router(directory, name=str(directory), allow_pickle=True)
+            router = load_legacy_router(
+                directory, name=str(directory), allow_pickle=True
+            )
     assert router.training["pickled_with_sklearn"] == "1.5.2"
     # sklearn's InconsistentVersionWarning is passed on to the log.
     assert any("1.5.2" in record.getMessage() for record in caplog.records)
     rows = np.random.default_rng(1).normal(size=(50, 256)).astype(np.float32)
-    np.testing.assert_allclose(router.scorer.predict_proba(rows), forest.predict_proba(rows), atol=1e-6)
+    np.testing.assert_allclose(
+        router.scorer.predict_proba(rows), forest.predict_proba(rows), atol=1e-6
+    )
 
 
 def test_pickle_from_sklearn_before_1_3_names_versions(
@@ -292,7 +326,9 @@ def test_pickle_from_sklearn_before_1_3_names_versions(
 def test_truncated_pickle_same_version(legacy_dir: Path) -> None:
     path = legacy_dir / "classifier.pkl"
     path.write_bytes(path.read_bytes()[:2000])
-    with pytest.raises(RouterFormatError, match=r"not a loadable scikit-learn forest pickle"):
+    with pytest.raises(
+        RouterFormatError, match=r"not a loadable scikit-learn forest pickle"
+    ):
         with pytest.warns(PickleLoadWarning):
             load_legacy_router(legacy_dir, name=LEGACY_NAME, allow_pickle=True)
 
@@ -310,10 +346,14 @@ def test_converted_router_matches_pickle(
         convert_legacy_router(source, tmp_path / "safe", allow_pickle=True)
     router = Router.from_pretrained(tmp_path / "safe")  # no opt-in needed now
     expected = forest.predict_proba(embeddings)
-    np.testing.assert_allclose(router.scorer.predict_proba(embeddings), expected, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(
+        router.scorer.predict_proba(embeddings), expected, atol=1e-6, rtol=0
+    )
     classes = list(forest.classes_)
     win_rate = expected[:, classes.index(0)] + expected[:, classes.index(1)]
-    np.testing.assert_allclose(router.win_rate_from_embeddings(embeddings), win_rate, atol=1e-6)
+    np.testing.assert_allclose(
+        router.win_rate_from_embeddings(embeddings), win_rate, atol=1e-6
+    )
 
 
 def test_conversion_records_provenance(legacy_dir: Path, tmp_path: Path) -> None:
@@ -350,12 +390,23 @@ def test_conversion_keeps_existing_output(legacy_dir: Path, tmp_path: Path) -> N
     assert (out / "notes.txt").read_text() == "mine"
 
 
-def test_conversion_without_embedder_plugin(tmp_path: Path) -> None:
-    # jina is not installed here: conversion must still work, and loading the
-    # converted router names the missing plugin.
-    source = write_legacy(
-        tmp_path / "rorf-jina-llama31405b-llama3170b", fit_forest(n_features=1024)
+@pytest.fixture
+def absent_embedder(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A legacy embedder name whose registry name no plugin provides."""
+    spec = LegacyEmbedderSpec(
+        registry_name="absent-embedder",
+        model="absent-model",
+        dimension=64,
+        options={"prefix": "Cluster: "},
     )
+    monkeypatch.setitem(LEGACY_EMBEDDERS, "absent", spec)
+    return "rorf-absent-modela-modelb"
+
+
+def test_conversion_without_embedder_plugin(
+    tmp_path: Path, absent_embedder: str
+) -> None:
+    source = write_legacy(tmp_path / absent_embedder, fit_forest(n_features=64))
     with pytest.warns(PickleLoadWarning):
         router = load_legacy_router(
             source, name=str(source), allow_pickle=True, require_embedder=False
@@ -366,20 +417,34 @@ def test_conversion_without_embedder_plugin(tmp_path: Path) -> None:
     with pytest.warns(PickleLoadWarning):
         convert_legacy_router(source, tmp_path / "safe", allow_pickle=True)
     metadata = json.loads((tmp_path / "safe" / "router.json").read_text())
-    assert metadata["embedder"]["name"] == "jina"
-    assert metadata["embedder"]["model"] == "jinaai/jina-embeddings-v3"
-    assert metadata["embedder"]["dimension"] == 1024
-    with pytest.raises(UnknownNameError, match="'jina'"):
+    assert metadata["embedder"]["name"] == "absent-embedder"
+    assert metadata["embedder"]["model"] == "absent-model"
+    assert metadata["embedder"]["dimension"] == 64
+    assert metadata["embedder"]["options"] == {"prefix": "Cluster: "}
+    # Loading the converted router names the missing plugin.
+    with pytest.raises(UnknownNameError, match="'absent-embedder'"):
         Router.from_pretrained(tmp_path / "safe")
 
 
-def test_routing_needs_embedder_plugin(tmp_path: Path) -> None:
+def test_routing_needs_embedder_plugin(tmp_path: Path, absent_embedder: str) -> None:
+    source = write_legacy(tmp_path / absent_embedder, fit_forest(n_features=64))
+    with pytest.raises(UnknownNameError, match="'absent-embedder'"):
+        with pytest.warns(PickleLoadWarning):
+            Controller(router=str(source), allow_pickle=True)
+
+
+def test_jina_conversion_keeps_rorf_options(tmp_path: Path) -> None:
+    # Works whether or not rorf-jina is installed: conversion never embeds.
     source = write_legacy(
         tmp_path / "rorf-jina-llama31405b-llama3170b", fit_forest(n_features=1024)
     )
-    with pytest.raises(UnknownNameError, match="'jina'"):
-        with pytest.warns(PickleLoadWarning):
-            Controller(router=str(source), allow_pickle=True)
+    with pytest.warns(PickleLoadWarning):
+        convert_legacy_router(source, tmp_path / "safe", allow_pickle=True)
+    embedder = json.loads((tmp_path / "safe" / "router.json").read_text())["embedder"]
+    assert embedder["name"] == "jina"
+    assert embedder["model"] == "jinaai/jina-embeddings-v3"
+    assert embedder["dimension"] == 1024
+    assert embedder["options"]["task"] == "classification"
 
 
 # The command --------------------------------------------------------------------------

@@ -120,3 +120,27 @@ def test_import_core_skips_heavy_libraries() -> None:
     env = {k: v for k, v in __import__("os").environ.items() if not k.endswith("_API_KEY")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_batch_error_index_counts_whole_list() -> None:
+    import numpy as np
+
+    from rorf_core import Embedder, InvalidInputError
+
+    class RejectsLong(Embedder):
+        name = "rejects-long"
+        batch_size = 2
+
+        @property
+        def dimension(self) -> int:
+            return 1
+
+        def embed_batch(self, texts: list[str]) -> np.ndarray:
+            for index, text in enumerate(texts):
+                if len(text) > 5:
+                    raise InvalidInputError(index, "too long")
+            return np.ones((len(texts), 1))
+
+    with pytest.raises(InvalidInputError) as caught:
+        RejectsLong("m").embed(["a", "b", "c", "far too long"])
+    assert caught.value.index == 3

@@ -108,7 +108,13 @@ class Embedder(abc.ABC):
         return np.concatenate(parts, axis=0)
 
     def _checked_batch(self, batch: list[str], start: int) -> np.ndarray:
-        vectors = np.asarray(self.embed_batch(batch), dtype=np.float32)
+        try:
+            raw = self.embed_batch(batch)
+        except InvalidInputError as error:
+            # embed_batch counts from the start of its batch; callers count
+            # from the start of the whole list.
+            raise InvalidInputError(start + error.index, error.reason) from error
+        vectors = np.asarray(raw, dtype=np.float32)
         expected = (len(batch), self.dimension)
         if vectors.shape != expected:
             raise EmbeddingError(

@@ -1,32 +1,33 @@
 """A fitted scikit-learn forest compiled into flat arrays, evaluated without sklearn.
 
 ``CompiledForest.from_sklearn(forest)`` copies the trees of a fitted
-``RandomForestClassifier``, ``ExtraTreesClassifier`` or single decision tree
-into a few flat arrays. ``predict_proba`` then walks every tree in a numba
-kernel and returns the same probabilities as the estimator's own
-``predict_proba`` to within 2**-24 (the float32 rounding of leaf values).
+``RandomForestClassifier``, ``ExtraTreesClassifier`` or decision tree into a
+few flat arrays. ``predict_proba`` walks every tree in a numba kernel (or a
+vectorised numpy one) and returns the estimator's own ``predict_proba`` to
+within 2**-24, the float32 rounding of the leaf values.
 
-Layout, per forest of ``T`` trees with ``N`` internal nodes and ``L`` leaves
-(``L == N + T`` because every tree is a full binary tree):
+Layout, for ``T`` trees with ``N`` internal nodes and ``L`` leaves in all
+(``L == N + T``, since every tree is a full binary tree):
 
 - ``feature`` ``(N,)`` uint16 (int32 past 65,536 features): split feature.
 - ``threshold`` ``(N,)`` float32: split threshold, rounded down (see
   :func:`round_down_to_float32`).
 - ``missing_go_to_left`` ``(N,)`` bool: where a NaN feature value goes.
-- ``children`` ``(N, 2)`` int16 (int32 for trees past 32,767 nodes): left and
-  right child as a tree-local index. ``c >= 0`` is internal node ``c`` of the
-  same tree and ``c < 0`` is leaf ``-c - 1`` of the same tree.
-- ``node_offset`` and ``leaf_offset`` ``(T + 1,)`` int32: where each tree's
-  internal nodes and leaves start. A tree's root is its internal node 0, or
-  its only leaf when it has no internal node.
-- ``leaf_value`` ``(L, n_classes)`` float32: class probabilities of a leaf,
-  stored only for leaves.
+- ``children`` ``(N, 2)`` int16 (int32 for trees of more than 32,768 leaves):
+  the left and right child as a tree-local code. A code ``c >= 0`` is internal
+  node ``c`` of the same tree and ``c < 0`` is its leaf ``-c - 1``.
+- ``node_offset`` and ``leaf_offset`` ``(T + 1,)`` int32 (int64 past 2**31):
+  where each tree's internal nodes and leaves start. A tree's root is its
+  internal node 0, or its only leaf when it has no internal node.
+- ``leaf_value`` ``(L, n_classes)`` float32: the class probabilities of each
+  leaf. Internal nodes store none.
 - ``n_features`` 0-d int64.
 
-Children always have a larger local index than their parent, as in sklearn's
-own node numbering. :meth:`CompiledForest.from_arrays` checks that rule and
-every index range, so a corrupt or hostile file cannot make the kernels,
-which do no bounds checking, read outside the arrays or loop forever.
+A child always has a larger local index than its parent, as in sklearn's own
+node numbering. :meth:`CompiledForest.from_arrays` checks that rule, every
+index range and that each node has one parent, so a corrupt or hostile file
+cannot make the kernels, which skip bounds checks, read outside the arrays or
+loop forever.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ logger = logging.getLogger(__name__)
 KERNEL_ENV_VAR = "RORF_FOREST_KERNEL"
 _KERNEL_CHOICES = ("auto", "numba", "numpy")
 
+# The stored arrays, in the order the kernels take them (n_features excepted).
 _ARRAY_NAMES = (
     "feature",
     "threshold",
@@ -79,10 +81,10 @@ _ALLOWED_DTYPES = {
     "n_features": (np.int32, np.int64),
 }
 
-# Kernel choice by batch size (numba). Fewer than _BLOCK_MIN_ROWS rows step all
-# trees of one row together; larger batches walk blocks of _BLOCK_ROWS rows
-# tree by tree, on numba's threads from _PARALLEL_MIN_ROWS rows. The numbers
-# are the crossovers measured by benchmarks/bench_forest.py on 2 cores.
+# Kernel choice by batch size (numba). Below _BLOCK_MIN_ROWS rows, each row
+# steps all trees together; larger batches walk blocks of _BLOCK_ROWS rows
+# tree by tree, on numba's threads from _PARALLEL_MIN_ROWS rows. The values
+# come from `benchmarks/bench_forest.py --sweep` on 2 cores.
 _BLOCK_MIN_ROWS = 8
 _BLOCK_ROWS = 16
 _PARALLEL_MIN_ROWS = 256
@@ -95,13 +97,13 @@ _FLOAT32 = np.dtype(np.float32)
 def round_down_to_float32(values: np.ndarray) -> np.ndarray:
     """Round float64 values to the largest float32 that is not above each value.
 
-    sklearn casts inputs to float32 and tests ``x <= threshold`` with a float64
-    threshold. For a float32 ``x`` and ``d``, the largest float32 ``<= t``,
-    ``x <= t`` holds exactly when ``x <= d``: if ``x <= t`` then ``x`` is a
-    float32 no greater than ``t``, so ``x <= d`` by the choice of ``d``; and
-    ``x <= d <= t``. NaN fails both. Rounding to nearest instead would send
-    an ``x`` that lies between ``t`` and a rounded-up ``float32(t)`` left,
-    where sklearn sends it right.
+    sklearn casts inputs to float32 and tests ``x <= threshold`` against a
+    float64 threshold ``t``. Let ``d`` be the largest float32 ``<= t``. For a
+    float32 ``x``, ``x <= t`` is true exactly when ``x <= d``: if ``x <= t``, then
+    ``x`` is a float32 no greater than ``t``, so ``x <= d``; and ``x <= d``
+    gives ``x <= t`` because ``d <= t``. NaN fails both tests. Rounding to
+    nearest instead would send an ``x`` between ``t`` and a rounded-up
+    ``float32(t)`` to the left child, where sklearn sends it right.
     """
     values = np.asarray(values, dtype=np.float64)
     with np.errstate(over="ignore"):  # finite values past float32's range
@@ -111,12 +113,12 @@ def round_down_to_float32(values: np.ndarray) -> np.ndarray:
     return rounded
 
 
-# Kernels. Plain Python over arrays, compiled by numba below when it imports.
-# Every tree walk is branch-free: each step moves an internal node to a child
-# and leaves a leaf where it is, so the CPU never mispredicts a split and can
-# run the walks of several trees (or rows) at once. A tree of depth d takes
-# exactly d steps. All kernels sum a row's trees in tree order, so they
-# return bit-identical results.
+# Kernels: plain Python over arrays, compiled by numba below when it imports.
+# Every tree walk is branch-free. Each step moves a walk at an internal node
+# to a child and leaves a walk at a leaf in place, so the CPU never
+# mispredicts a split and can overlap the walks of many trees (or rows). A
+# tree of depth d takes exactly d steps. Every kernel adds a row's trees in
+# tree order, so all of them return bit-identical results.
 
 
 def _find_infinite_row(X: np.ndarray) -> int:
@@ -140,9 +142,9 @@ def _step(
     missing_go_to_left: np.ndarray,
     children: np.ndarray,
 ) -> int:
-    # Return the child of local node code `node` that X[row] goes to, or
-    # `node` itself when it is a leaf code (< 0). Only call it for a tree
-    # with at least one internal node, so that the root index is valid.
+    # Return the child code that X[row] reaches from local node code `node`,
+    # or `node` itself when it is a leaf code (< 0). Call it only for a tree
+    # with at least one internal node, so that its root index is valid.
     i = node_begin + max(node, 0)
     value = X[row, feature[i]]
     go_left = (value <= threshold[i]) | ((value != value) & missing_go_to_left[i])
@@ -150,9 +152,7 @@ def _step(
     return child if node >= 0 else node
 
 
-def _add_leaf(
-    out: np.ndarray, row: int, leaf: int, leaf_value: np.ndarray
-) -> None:
+def _add_leaf(out: np.ndarray, row: int, leaf: int, leaf_value: np.ndarray) -> None:
     for k in range(leaf_value.shape[1]):
         out[row, k] += leaf_value[leaf, k]
 
@@ -169,7 +169,7 @@ def _predict_rows(
     depth: np.ndarray,
     out: np.ndarray,
 ) -> int:
-    # Fill out[row] with the mean leaf value over trees, one row at a time,
+    # Fill out[row] with the mean leaf value over the trees, a row at a time,
     # stepping all trees of the row level by level. Return -1, or the first
     # row with an infinite value (out is then unset).
     bad_row = _find_infinite_row(X)
@@ -179,7 +179,7 @@ def _predict_rows(
     max_depth = 0
     for tree in range(n_trees):
         max_depth = max(max_depth, depth[tree])
-    state = np.empty(n_trees, dtype=np.int64)  # 8 bytes a tree, the only scratch
+    state = np.empty(n_trees, dtype=np.int64)  # the only scratch: 8 bytes a tree
     for row in range(X.shape[0]):
         for tree in range(n_trees):
             state[tree] = 0 if depth[tree] > 0 else -1
@@ -218,7 +218,7 @@ def _predict_block(
     out: np.ndarray,
 ) -> None:
     # Fill out[start:start + size] one tree at a time, so that the tree stays
-    # in cache while all rows of the block step through it level by level.
+    # in cache while every row of the block steps through it level by level.
     n_trees = node_offset.shape[0] - 1
     state = np.empty(size, dtype=np.int64)
     out[start : start + size, :] = 0.0
@@ -253,7 +253,7 @@ def _predict_blocks_serial(
     depth: np.ndarray,
     out: np.ndarray,
 ) -> int:
-    # Same contract as _predict_rows, for batches: blocks of _BLOCK_ROWS rows.
+    # The contract of _predict_rows, for batches: blocks of _BLOCK_ROWS rows.
     bad_row = _find_infinite_row(X)
     if bad_row >= 0:
         return bad_row
@@ -289,8 +289,9 @@ def _predict_blocks_parallel(
     out: np.ndarray,
 ) -> int:
     # _predict_blocks_serial with the blocks spread over numba's threads. It
-    # is a separate function because numba's cache tells compilations of one
-    # function apart by signature only, not by the parallel option.
+    # is a function of its own because numba's on-disk cache keys the
+    # compilations of one function by signature, not by the parallel option,
+    # so a parallel=True twin would load the parallel code for the serial one.
     bad_row = _find_infinite_row(X)
     if bad_row >= 0:
         return bad_row
@@ -315,6 +316,55 @@ def _predict_blocks_parallel(
     return -1
 
 
+# Problems reported by _scan_trees, turned into messages by _check_structure.
+_CHILD_OUT_OF_RANGE = 1
+_NODE_PARENTS = 2
+_LEAF_PARENTS = 3
+
+
+def _scan_trees(
+    children: np.ndarray,
+    node_offset: np.ndarray,
+    leaf_offset: np.ndarray,
+    depth: np.ndarray,
+) -> tuple[int, int, int, int]:
+    # Check every child code and that each node has exactly one parent, and
+    # fill depth, in one pass over the nodes. Return (problem, tree, local
+    # index, value), with problem 0 when the trees are sound. A node's parents
+    # all precede it, so its parent count is final when the pass reaches it.
+    node_parents = np.zeros(children.shape[0], dtype=np.int64)
+    node_level = np.zeros(children.shape[0], dtype=np.int64)
+    leaf_parents = np.zeros(leaf_offset[-1], dtype=np.int64)
+    for tree in range(node_offset.shape[0] - 1):
+        begin = node_offset[tree]
+        size = node_offset[tree + 1] - begin
+        leaf_begin = leaf_offset[tree]
+        depth[tree] = 0
+        if size == 0:
+            continue  # a lone leaf, the root
+        node_level[begin] = 1
+        for local in range(size):
+            i = begin + local
+            if local > 0 and node_parents[i] != 1:
+                return _NODE_PARENTS, tree, local, node_parents[i]
+            for side in range(2):
+                code = np.int64(children[i, side])
+                if code >= 0:
+                    if code <= local or code >= size:
+                        return _CHILD_OUT_OF_RANGE, tree, local, code
+                    node_parents[begin + code] += 1
+                    node_level[begin + code] = node_level[i] + 1
+                elif -code - 1 > size:  # a tree has size + 1 leaves
+                    return _CHILD_OUT_OF_RANGE, tree, local, code
+                else:
+                    leaf_parents[leaf_begin - code - 1] += 1
+                    depth[tree] = max(depth[tree], node_level[i])
+        for leaf in range(size + 1):
+            if leaf_parents[leaf_begin + leaf] != 1:
+                return _LEAF_PARENTS, tree, leaf, leaf_parents[leaf_begin + leaf]
+    return 0, 0, 0, 0
+
+
 if numba is not None:
     _prange = numba.prange
     # cache=True writes the machine code beside this file (or under
@@ -325,19 +375,21 @@ if numba is not None:
     _find_infinite_row = _jit(_find_infinite_row)
     _step = _jit(_step)
     _add_leaf = _jit(_add_leaf)
-    _predict_block = _jit(_predict_block)
     _predict_rows = _jit(_predict_rows)
+    _predict_block = _jit(_predict_block)
     _predict_blocks_serial = _jit(_predict_blocks_serial)
     _predict_blocks_parallel = numba.njit(
         cache=True, fastmath=False, nogil=True, parallel=True
     )(_predict_blocks_parallel)
+    _scan_trees = _jit(_scan_trees)
 else:
     _prange = range
 
-# numba's workqueue threading layer aborts the process when two threads launch
-# parallel kernels at once, and its omp layer cannot run parallel kernels in a
-# child forked after the parent used them. So one thread at a time runs the
-# parallel kernel, and a forked child uses the serial one.
+# numba 0.68's workqueue threading layer aborts the process when two threads
+# launch parallel kernels at once, and its omp layer kills a forked child that
+# launches one after the parent did (both seen with this module's tests). So
+# one thread at a time runs the parallel kernel, and a forked child uses the
+# serial kernels.
 _parallel_lock = threading.Lock()
 _parallel_used = False
 _parallel_forbidden = False
@@ -370,6 +422,9 @@ def _predict_numba(
     return _predict_blocks_serial(X, *arrays, out)
 
 
+# The numpy kernel: no compiler, all (row, tree) walks advanced together.
+
+
 def _numpy_leaves(
     X: np.ndarray,
     feature: np.ndarray,
@@ -379,15 +434,14 @@ def _numpy_leaves(
     node_offset: np.ndarray,
     leaf_offset: np.ndarray,
 ) -> np.ndarray:
-    # Return the global leaf index (rows, trees) that each row reaches in each
-    # tree, walking all (row, tree) pairs one level per step.
+    # Return the global leaf index (rows, trees) that each row reaches in
+    # each tree, advancing the unfinished walks one level per step.
     n_rows = X.shape[0]
     n_trees = node_offset.shape[0] - 1
     node_begin = node_offset[:-1].astype(np.int64)
-    has_split = np.diff(node_offset) > 0
-    # Local node code per (row, tree): >= 0 internal node, < 0 leaf -code - 1.
-    state = np.where(has_split, 0, -1)[np.newaxis, :].repeat(n_rows, axis=0)
-    state = state.astype(np.int64).ravel()
+    # One local node code per walk: >= 0 internal node, < 0 leaf -code - 1.
+    roots = np.where(np.diff(node_offset) > 0, 0, -1)
+    state = np.tile(roots.astype(np.int64), n_rows)
     active = np.flatnonzero(state >= 0)
     while active.size:
         rows, trees = np.divmod(active, n_trees)
@@ -408,44 +462,25 @@ def _predict_numpy(
     infinite_rows = np.flatnonzero(np.isinf(X).any(axis=1))
     if infinite_rows.size:
         return int(infinite_rows[0])
-    # The kernels' argument order; the numpy walk needs no tree depths.
+    # The numba kernels' arguments; this walk needs no tree depths.
     *node_arrays, leaf_offset, leaf_value, _ = arrays
     n_trees = leaf_offset.shape[0] - 1
     for start in range(0, X.shape[0], _NUMPY_CHUNK_ROWS):
         stop = start + _NUMPY_CHUNK_ROWS
         leaves = _numpy_leaves(X[start:stop], *node_arrays, leaf_offset)
-        # Add the trees in order, as the numba kernels do.
         block = out[start:stop]
         block[:] = 0.0
-        for tree in range(n_trees):
+        for tree in range(n_trees):  # in tree order, as the numba kernels add
             block += leaf_value[leaves[:, tree]]
     out /= n_trees
     return -1
-
-
-def _tree_depths(children: np.ndarray, node_offset: np.ndarray) -> np.ndarray:
-    # Return each tree's depth (internal nodes on its longest root-leaf path),
-    # expanding all trees one level per step.
-    node_offset = node_offset.astype(np.int64)
-    depth = np.zeros(node_offset.shape[0] - 1, dtype=np.int64)
-    trees = np.flatnonzero(np.diff(node_offset) > 0)
-    nodes = node_offset[trees]
-    level = 0
-    while nodes.size:
-        level += 1
-        depth[trees] = level
-        codes = children[nodes].astype(np.int64)
-        internal = codes >= 0
-        trees = np.broadcast_to(trees[:, None], codes.shape)[internal]
-        nodes = node_offset[trees] + codes[internal]
-    return depth
 
 
 # Conversion from scikit-learn.
 
 
 def _fitted_trees(estimator: Any) -> tuple[list[Any], int, int]:
-    # Return the low-level sklearn Tree objects, n_features and n_classes.
+    # Return the sklearn Tree objects, n_features and n_classes.
     from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
     from sklearn.tree import DecisionTreeClassifier
     from sklearn.utils.validation import check_is_fitted
@@ -464,7 +499,7 @@ def _fitted_trees(estimator: Any) -> tuple[list[Any], int, int]:
         )
     if estimator.n_outputs_ != 1:
         raise ValueError(
-            f"CompiledForest supports single-output classifiers, but the "
+            "CompiledForest supports single-output classifiers, but the "
             f"estimator was fitted on {estimator.n_outputs_} outputs; fit it "
             "on a 1-D label array."
         )
@@ -485,7 +520,7 @@ def _compile_tree(tree: Any, n_classes: int) -> dict[str, np.ndarray]:
     missing = getattr(tree, "missing_go_to_left", None)  # sklearn >= 1.3
     if missing is None:
         missing = np.zeros(tree.node_count, dtype=bool)
-    # The same normalisation as DecisionTreeClassifier.predict_proba.
+    # The normalisation of DecisionTreeClassifier.predict_proba, in float64.
     value = tree.value[leaves, 0, :n_classes].astype(np.float64)
     total = value.sum(axis=1, keepdims=True)
     total[total == 0.0] = 1.0
@@ -501,29 +536,29 @@ def _compile_tree(tree: Any, n_classes: int) -> dict[str, np.ndarray]:
 def _concatenate_trees(
     parts: list[dict[str, np.ndarray]], n_features: int
 ) -> dict[str, np.ndarray]:
-    # Join per-tree arrays, each in the smallest dtype that holds its values.
+    # Join the per-tree arrays, each in the smallest dtype that fits it.
     n_internal = np.array([part["feature"].size for part in parts], dtype=np.int64)
     n_leaves = n_internal + 1
-    largest_tree = int(n_leaves.max())
     offset_dtype = np.int32 if n_leaves.sum() < 2**31 else np.int64
+    # Leaf codes go down to -n_leaves, so int16 fits trees of up to 2**15 leaves.
+    children_dtype = np.int16 if n_leaves.max() <= 2**15 else np.int32
+    feature_dtype = np.uint16 if n_features <= 2**16 else np.int32
+
+    def joined(name: str) -> np.ndarray:
+        return np.concatenate([part[name] for part in parts])
+
     return {
-        "feature": np.concatenate([part["feature"] for part in parts]).astype(
-            np.uint16 if n_features <= 2**16 else np.int32
-        ),
-        "threshold": np.concatenate([part["threshold"] for part in parts]),
-        "missing_go_to_left": np.concatenate(
-            [part["missing_go_to_left"] for part in parts]
-        ),
-        "children": np.concatenate(
-            [part["children"].reshape(-1, 2) for part in parts]
-        ).astype(np.int16 if largest_tree <= 2**15 else np.int32),
+        "feature": joined("feature").astype(feature_dtype),
+        "threshold": joined("threshold"),
+        "missing_go_to_left": joined("missing_go_to_left"),
+        "children": joined("children").reshape(-1, 2).astype(children_dtype),
         "node_offset": np.concatenate([[0], np.cumsum(n_internal)]).astype(
             offset_dtype
         ),
         "leaf_offset": np.concatenate([[0], np.cumsum(n_leaves)]).astype(
             offset_dtype
         ),
-        "leaf_value": np.concatenate([part["leaf_value"] for part in parts]),
+        "leaf_value": joined("leaf_value"),
         "n_features": np.array(n_features, dtype=np.int64),
     }
 
@@ -540,7 +575,7 @@ def _invalid(name: str, reason: str) -> RouterFormatError:
 
 
 def _checked_dtypes(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    # Return owned, C-contiguous, aligned copies after checking names and dtypes.
+    # Return owned, C-contiguous copies after checking the names and dtypes.
     if not isinstance(arrays, Mapping):
         raise RouterFormatError(
             "forest arrays must be a mapping of name to numpy array, got "
@@ -568,22 +603,22 @@ def _checked_dtypes(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         if array.dtype not in allowed:
             names = " or ".join(str(dtype) for dtype in allowed)
             raise _invalid(name, f"dtype is {array.dtype}, expected {names}")
-        # A copy also turns unaligned or read-only buffers (as from a memory
-        # map) into the one array layout the compiled kernels are built for.
+        # The copy keeps later changes by the caller away from checked data,
+        # and turns read-only or unaligned buffers into plain arrays, the one
+        # layout the kernels are compiled for.
         checked[name] = np.array(array, order="C", copy=True)
     return checked
 
 
 def _check_shapes(arrays: dict[str, np.ndarray]) -> None:
-    if arrays["n_features"].ndim != 0:
-        raise _invalid("n_features", f"expected a 0-d array, got shape "
-                       f"{arrays['n_features'].shape}")
-    n_features = int(arrays["n_features"])
-    if n_features < 1:
-        raise _invalid("n_features", f"{n_features} is not a positive count")
-    n_nodes = arrays["feature"].shape[0] if arrays["feature"].ndim == 1 else -1
-    if n_nodes < 0:
+    n_features = arrays["n_features"]
+    if n_features.ndim != 0:
+        raise _invalid("n_features", f"expected a 0-d array, got shape {n_features.shape}")
+    if int(n_features) < 1:
+        raise _invalid("n_features", f"{int(n_features)} is not a positive count")
+    if arrays["feature"].ndim != 1:
         raise _invalid("feature", f"expected 1-D, got shape {arrays['feature'].shape}")
+    n_nodes = arrays["feature"].shape[0]
     node_shapes = {
         "threshold": (n_nodes,),
         "missing_go_to_left": (n_nodes,),
@@ -593,22 +628,22 @@ def _check_shapes(arrays: dict[str, np.ndarray]) -> None:
         if arrays[name].shape != shape:
             raise _invalid(
                 name,
-                f"shape is {arrays[name].shape}, expected {shape} to match "
-                f"'feature' of {n_nodes} internal nodes",
+                f"shape is {arrays[name].shape}, expected {shape} to match the "
+                f"{n_nodes} internal nodes of 'feature'",
             )
     for name in ("node_offset", "leaf_offset"):
         if arrays[name].ndim != 1 or arrays[name].shape[0] < 2:
             raise _invalid(
-                name, f"expected 1-D with n_trees + 1 >= 2 entries, got shape "
-                f"{arrays[name].shape}"
+                name,
+                f"expected 1-D with n_trees + 1 >= 2 entries, got shape "
+                f"{arrays[name].shape}",
             )
     if arrays["leaf_offset"].shape != arrays["node_offset"].shape:
-        raise _invalid("leaf_offset", "shape differs from 'node_offset'")
+        raise _invalid("leaf_offset", "shape differs from that of 'node_offset'")
     leaf_value = arrays["leaf_value"]
     if leaf_value.ndim != 2 or leaf_value.shape[1] < 1:
         raise _invalid(
-            "leaf_value", f"expected shape (n_leaves, n_classes), got "
-            f"{leaf_value.shape}"
+            "leaf_value", f"expected shape (n_leaves, n_classes), got {leaf_value.shape}"
         )
 
 
@@ -621,82 +656,33 @@ def _check_offsets(arrays: dict[str, np.ndarray]) -> None:
         raise _invalid("node_offset", "must start at 0 and never decrease")
     if node_offset[-1] != n_nodes:
         raise _invalid(
-            "node_offset", f"ends at {node_offset[-1]}, but there are {n_nodes} "
-            "internal nodes"
+            "node_offset",
+            f"ends at {node_offset[-1]}, but there are {n_nodes} internal nodes",
         )
-    # A full binary tree has one leaf more than it has internal nodes.
     if leaf_offset[0] != 0 or np.any(np.diff(leaf_offset) != np.diff(node_offset) + 1):
         raise _invalid(
-            "leaf_offset", "must start at 0 and give each tree one leaf more "
-            "than its internal nodes"
+            "leaf_offset",
+            "must start at 0 and give each tree one leaf more than it has "
+            "internal nodes",
         )
     if leaf_offset[-1] != n_leaves:
         raise _invalid(
-            "leaf_offset", f"ends at {leaf_offset[-1]}, but 'leaf_value' has "
-            f"{n_leaves} rows"
+            "leaf_offset",
+            f"ends at {leaf_offset[-1]}, but 'leaf_value' has {n_leaves} rows",
         )
 
 
-def _check_nodes(arrays: dict[str, np.ndarray]) -> None:
+def _check_splits(arrays: dict[str, np.ndarray]) -> None:
     n_features = int(arrays["n_features"])
     feature = arrays["feature"]
     if feature.size and (int(feature.min()) < 0 or int(feature.max()) >= n_features):
         raise _invalid(
-            "feature", f"values must lie in [0, {n_features}), found "
-            f"{int(feature.min())}..{int(feature.max())}"
+            "feature",
+            f"values must lie in [0, {n_features}), found "
+            f"{int(feature.min())}..{int(feature.max())}",
         )
     if np.isnan(arrays["threshold"]).any():
         raise _invalid("threshold", "contains NaN")
-    node_offset = arrays["node_offset"].astype(np.int64)
-    leaf_offset = arrays["leaf_offset"].astype(np.int64)
-    n_internal = np.diff(node_offset)
-    tree_of_node = np.repeat(np.arange(n_internal.size), n_internal)
-    local = np.arange(feature.size) - node_offset[tree_of_node]
-    children = arrays["children"].astype(np.int64)
-    is_internal = children >= 0
-    # Child indices must grow, so every walk ends at a leaf.
-    internal_ok = (children > local[:, None]) & (
-        children < n_internal[tree_of_node][:, None]
-    )
-    leaf_ok = -children - 1 < n_internal[tree_of_node][:, None] + 1
-    valid = np.where(is_internal, internal_ok, leaf_ok)
-    if not valid.all():
-        node, side = np.argwhere(~valid)[0]
-        tree = tree_of_node[node]
-        raise _invalid(
-            "children", f"internal node {local[node]} of tree {tree} has child "
-            f"code {children[node, side]}, which is out of range or does not "
-            "follow its parent"
-        )
-    _check_one_parent_each(children, is_internal, tree_of_node, node_offset, leaf_offset)
-
-
-def _check_one_parent_each(
-    children: np.ndarray,
-    is_internal: np.ndarray,
-    tree_of_node: np.ndarray,
-    node_offset: np.ndarray,
-    leaf_offset: np.ndarray,
-) -> None:
-    # With growing child indices this makes each tree a proper binary tree in
-    # which every node is reached from the root.
-    node_begin = node_offset[:-1][tree_of_node][:, None]
-    leaf_begin = leaf_offset[:-1][tree_of_node][:, None]
-    node_refs = np.bincount(
-        (node_begin + children)[is_internal], minlength=int(node_offset[-1])
-    )
-    leaf_refs = np.bincount(
-        (leaf_begin - children - 1)[~is_internal], minlength=int(leaf_offset[-1])
-    )
-    has_split = np.diff(node_offset) > 0
-    expected_node_refs = np.ones_like(node_refs)
-    expected_node_refs[node_offset[:-1][has_split]] = 0  # roots have no parent
-    expected_leaf_refs = np.ones_like(leaf_refs)
-    expected_leaf_refs[leaf_offset[:-1][~has_split]] = 0  # a lone leaf is a root
-    if not np.array_equal(node_refs, expected_node_refs):
-        raise _invalid("children", "an internal node has no parent or several")
-    if not np.array_equal(leaf_refs, expected_leaf_refs):
-        raise _invalid("children", "a leaf has no parent or several")
 
 
 def _check_leaf_values(arrays: dict[str, np.ndarray]) -> None:
@@ -711,13 +697,102 @@ def _check_leaf_values(arrays: dict[str, np.ndarray]) -> None:
         raise _invalid("leaf_value", "each row must sum to 1 (or be all zero)")
 
 
-def _validated_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def _check_structure(arrays: dict[str, np.ndarray], use_numba: bool) -> np.ndarray:
+    # Check the child codes and parent counts; return each tree's depth.
+    depth = np.zeros(arrays["node_offset"].shape[0] - 1, dtype=np.int64)
+    scan = _scan_trees if use_numba else _scan_trees_numpy
+    problem, tree, index, value = scan(
+        arrays["children"], arrays["node_offset"], arrays["leaf_offset"], depth
+    )
+    if problem == _CHILD_OUT_OF_RANGE:
+        raise _invalid(
+            "children",
+            f"internal node {index} of tree {tree} has child code {value}, which "
+            "is out of range or does not come after its parent",
+        )
+    if problem == _NODE_PARENTS:
+        raise _invalid(
+            "children", f"internal node {index} of tree {tree} has {value} parents"
+        )
+    if problem == _LEAF_PARENTS:
+        raise _invalid("children", f"leaf {index} of tree {tree} has {value} parents")
+    return depth
+
+
+def _scan_trees_numpy(
+    children: np.ndarray,
+    node_offset: np.ndarray,
+    leaf_offset: np.ndarray,
+    depth: np.ndarray,
+) -> tuple[int, int, int, int]:
+    # _scan_trees, vectorised for use without numba. It may report a
+    # different problem first when a forest has several.
+    node_offset = node_offset.astype(np.int64)
+    leaf_offset = leaf_offset.astype(np.int64)
+    n_internal = np.diff(node_offset)
+    tree_of_node = np.repeat(np.arange(n_internal.size), n_internal)
+    node_begin = node_offset[tree_of_node][:, None]
+    local = np.arange(tree_of_node.size)[:, None] - node_begin
+    tree_size = n_internal[tree_of_node][:, None]
+    children = children.astype(np.int64)
+    is_internal = children >= 0
+    valid = np.where(
+        is_internal,
+        (children > local) & (children < tree_size),
+        -children - 1 <= tree_size,
+    )
+    if not valid.all():
+        node, side = np.argwhere(~valid)[0]
+        tree = int(tree_of_node[node])
+        return _CHILD_OUT_OF_RANGE, tree, int(local[node, 0]), int(children[node, side])
+    child_node = np.where(is_internal, node_begin + children, -1)
+    child_leaf = (leaf_offset[tree_of_node][:, None] - children - 1)[~is_internal]
+    has_split = n_internal > 0
+    node_parents = np.bincount(child_node[is_internal], minlength=tree_of_node.size)
+    leaf_parents = np.bincount(child_leaf, minlength=int(leaf_offset[-1]))
+    # Roots need no parent; no child code can point at one, so count one.
+    node_parents[node_offset[:-1][has_split]] += 1
+    leaf_parents[leaf_offset[:-1][~has_split]] += 1
+    for problem, parents, offset in (
+        (_NODE_PARENTS, node_parents, node_offset),
+        (_LEAF_PARENTS, leaf_parents, leaf_offset),
+    ):
+        wrong = np.flatnonzero(parents != 1)
+        if wrong.size:
+            index = int(wrong[0])
+            tree = int(np.searchsorted(offset, index, side="right") - 1)
+            return problem, tree, index - int(offset[tree]), int(parents[index])
+    depth[:] = _tree_depths(child_node, node_offset, tree_of_node)
+    return 0, 0, 0, 0
+
+
+def _tree_depths(
+    child_node: np.ndarray, node_offset: np.ndarray, tree_of_node: np.ndarray
+) -> np.ndarray:
+    # Return each tree's depth, the number of internal nodes on its longest
+    # root-to-leaf path, visiting all trees one level per step. child_node
+    # holds global internal-node indices, or -1 for a leaf.
+    depth = np.zeros(node_offset.shape[0] - 1, dtype=np.int64)
+    level_nodes = node_offset[:-1][np.diff(node_offset) > 0]
+    level = 0
+    while level_nodes.size:
+        level += 1
+        depth[tree_of_node[level_nodes]] = level
+        next_nodes = child_node[level_nodes].ravel()
+        level_nodes = next_nodes[next_nodes >= 0]
+    return depth
+
+
+def _validated_arrays(
+    arrays: Mapping[str, Any], use_numba: bool
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    # Return owned copies of the arrays and each tree's depth.
     checked = _checked_dtypes(arrays)
     _check_shapes(checked)
     _check_offsets(checked)
-    _check_nodes(checked)
+    _check_splits(checked)
     _check_leaf_values(checked)
-    return checked
+    return checked, _check_structure(checked, use_numba)
 
 
 # The public class.
@@ -733,8 +808,7 @@ def _resolve_kernel(kernel: str | None) -> str:
         source = KERNEL_ENV_VAR
     if kernel not in _KERNEL_CHOICES:
         raise ValueError(
-            f"{source}={kernel!r} is invalid; use one of "
-            f"{', '.join(_KERNEL_CHOICES)}."
+            f"{source}={kernel!r} is invalid; use one of {', '.join(_KERNEL_CHOICES)}."
         )
     if kernel == "numpy":
         return "numpy"
@@ -746,8 +820,8 @@ def _resolve_kernel(kernel: str | None) -> str:
             ) from _NUMBA_IMPORT_ERROR
         if not _numba_fallback_logged:
             logger.warning(
-                "numba failed to import (%s); forests use the slower numpy "
-                "kernel", _NUMBA_IMPORT_ERROR
+                "numba failed to import (%s); forests use the slower numpy kernel",
+                _NUMBA_IMPORT_ERROR,
             )
             _numba_fallback_logged = True
         return "numpy"
@@ -755,43 +829,42 @@ def _resolve_kernel(kernel: str | None) -> str:
 
 
 class CompiledForest:
-    """A fitted tree ensemble stored as flat arrays, with fast ``predict_proba``.
+    """A fitted tree ensemble stored as flat arrays, with a fast ``predict_proba``.
 
     Build one with :meth:`from_sklearn` or :meth:`from_arrays`; the
     constructor takes the same mapping as :meth:`from_arrays`.
 
-    ``kernel`` picks the evaluator: ``"numba"`` (compiled, the default when
-    numba imports), ``"numpy"`` (vectorised, no compiler) or ``"auto"``.
-    When it is None, the ``RORF_FOREST_KERNEL`` environment variable decides,
-    and ``auto`` applies when that is unset. Both kernels return the same
-    probabilities.
+    ``kernel`` picks the evaluator: ``"numba"`` (compiled), ``"numpy"``
+    (vectorised, no compiler) or ``"auto"`` (numba when it imports). When it
+    is None, the ``RORF_FOREST_KERNEL`` environment variable decides, and
+    ``auto`` applies when that is unset. Both kernels return bit-identical
+    probabilities. ``max_depth`` is the depth of the deepest tree.
     """
 
     n_features: int
     n_classes: int
     n_trees: int
+    max_depth: int
     kernel: str
 
     def __init__(
         self, arrays: Mapping[str, np.ndarray], *, kernel: str | None = None
     ) -> None:
-        checked = _validated_arrays(arrays)
         self.kernel = _resolve_kernel(kernel)
+        checked, depth = _validated_arrays(arrays, use_numba=self.kernel == "numba")
         self.n_features = int(checked["n_features"])
         self.n_classes = int(checked["leaf_value"].shape[1])
         self.n_trees = int(checked["node_offset"].shape[0] - 1)
-        self._arrays = checked
-        # The kernels' argument order, built once to keep per-call work small.
-        depth = _tree_depths(checked["children"], checked["node_offset"])
         self.max_depth = int(depth.max())
-        self._kernel_args = (
-            *(checked[name] for name in _ARRAY_NAMES[:-1]),
-            depth,
-        )
+        self._arrays = checked
+        # The kernels' arguments, built once to keep per-call work small.
+        self._kernel_args = (*(checked[name] for name in _ARRAY_NAMES[:-1]), depth)
         self._predict = _predict_numba if self.kernel == "numba" else _predict_numpy
         logger.debug(
             "compiled forest: %d trees, %d internal nodes, %s kernel",
-            self.n_trees, checked["feature"].size, self.kernel,
+            self.n_trees,
+            checked["feature"].size,
+            self.kernel,
         )
 
     @classmethod
@@ -799,10 +872,10 @@ class CompiledForest:
         """Compile a fitted sklearn forest or decision tree classifier.
 
         Accepts ``RandomForestClassifier``, ``ExtraTreesClassifier`` and
-        ``DecisionTreeClassifier`` (with ``ExtraTreeClassifier``), fitted on
-        one output with any depth, leaf size, class weights or missing values.
-        Raises TypeError for other estimators and ValueError for multi-output
-        ones; sklearn's ``NotFittedError`` when the estimator is not fitted.
+        ``DecisionTreeClassifier`` (``ExtraTreeClassifier`` included) fitted
+        on one output, with any depth, leaf size, class weights or missing
+        values. Raises TypeError for other estimators, ValueError for
+        multi-output ones and sklearn's NotFittedError before ``fit``.
         """
         trees, n_features, n_classes = _fitted_trees(estimator)
         parts = [_compile_tree(tree, n_classes) for tree in trees]
@@ -812,11 +885,11 @@ class CompiledForest:
     def from_arrays(
         cls, arrays: Mapping[str, np.ndarray], *, kernel: str | None = None
     ) -> CompiledForest:
-        """Rebuild a forest from :meth:`to_arrays` output, checking it first.
+        """Rebuild a forest from :meth:`to_arrays` output after checking it.
 
         Raises :class:`~rorf_core.errors.RouterFormatError` naming the first
-        array with a missing key, wrong dtype or shape, or an index out of
-        range.
+        bad array: a missing or unexpected key, a wrong dtype or shape, an
+        index out of range or a node without exactly one parent.
         """
         return cls(arrays, kernel=kernel)
 
@@ -834,10 +907,10 @@ class CompiledForest:
 
         ``X`` is ``(n_rows, n_features)``, or ``(n_features,)`` for one row,
         which gives shape ``(1, n_classes)``. Values are compared as float32,
-        as sklearn does. NaN follows the branch sklearn chose for missing
+        as in sklearn. NaN takes the branch that sklearn chose for missing
         values, and an infinite value raises ValueError, as in sklearn.
         """
-        # Fast path: a float32 C-contiguous array of the right width, as
+        # Fast path: a C-contiguous float32 array of the right width, as
         # embedders return, goes to the kernel without a copy.
         if type(X) is np.ndarray and X.dtype is _FLOAT32 and X.flags.c_contiguous:
             if X.ndim == 2 and X.shape[1] == self.n_features:
@@ -853,25 +926,25 @@ class CompiledForest:
         if bad_row >= 0:
             raise ValueError(
                 f"X row {bad_row} contains an infinite value (or one too large "
-                "for float32); replace it with a finite value, or NaN to mark "
-                "it missing."
+                "for float32); replace it with a finite value, or with NaN to "
+                "mark it missing."
             )
         return out
 
     def _as_rows(self, X: Any) -> np.ndarray:
-        # Convert any array-like to the C-contiguous float32 2-D array the
-        # kernels read, with the same float32 rounding that sklearn applies.
+        # Convert an array-like to the C-contiguous 2-D float32 array that the
+        # kernels read, rounding to float32 as sklearn does.
         if hasattr(X, "tocsr"):
             raise TypeError(
                 "CompiledForest does not take sparse matrices; pass X.toarray()."
             )
-        with np.errstate(over="ignore"):  # overflow becomes inf, rejected later
+        with np.errstate(over="ignore"):  # overflow gives inf, rejected later
             rows = np.ascontiguousarray(X, dtype=np.float32)
         if rows.ndim == 1:
             rows = rows.reshape(1, -1)
         if rows.ndim != 2:
             raise ValueError(
-                f"X must be 2-D (n_rows, n_features) or 1-D (n_features,), got "
+                "X must be 2-D (n_rows, n_features) or 1-D (n_features,), got "
                 f"shape {rows.shape}."
             )
         if rows.shape[1] != self.n_features:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rorf_core import hookimpl
+
 from rorf_jina.embedder import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_LENGTH,

@@ -17,7 +17,6 @@ import attrs
 import numpy as np
 import torch
 import transformers
-
 from rorf_core import EmbeddingError
 
 logger = logging.getLogger(__name__)
@@ -60,7 +59,7 @@ def load_config(model: str, *, revision: str | None, trust_remote_code: bool) ->
 
 
 def hidden_size(config: Any) -> int:
-    """Return the length of the vectors the model's last hidden states give."""
+    """Return the config's hidden size, which is the length of each vector."""
     size = getattr(config, "hidden_size", None)
     if not isinstance(size, int):
         raise EmbeddingError(
@@ -83,6 +82,7 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = _TORCH_DTYPES[dtype]
     _turn_off_flash_attention_if_unusable(model, config, torch_device, torch_dtype)
+
     tokenizer = _loading(
         "tokenizer",
         model,
@@ -99,9 +99,14 @@ def load_model(
         trust_remote_code=trust_remote_code,
         dtype=torch_dtype,
     )
-    network.to(torch_device)
+
+    # Model code from a repository may drop the dtype argument (jina's own
+    # from_pretrained moves keyword arguments it finds in the config into the
+    # config), so the weights are cast here too.
+    network.to(device=torch_device, dtype=torch_dtype)
     network.eval()
     logger.debug("loaded %s as %s on %s", model, type(network).__name__, torch_device)
+
     tasks = getattr(config, "lora_adaptations", None)
     return LoadedModel(
         model=network,
@@ -156,6 +161,9 @@ def embed_with_encode(
     jina's ``encode()`` passes ``max_length`` to its tokenizer, which
     truncates. The texts arrive already batched, so ``batch_size`` covers
     them all.
+
+    NOTE: the tests run this against a stand-in model with the same
+    ``encode()`` signature, not against jina-embeddings-v3's own code.
     """
     with torch.inference_mode():
         output = loaded.model.encode(
@@ -190,8 +198,8 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     """Average ``hidden`` ``(batch, tokens, width)`` over tokens where the mask is 1."""
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     total = (hidden * mask).sum(dim=1)
-    # A row always holds at least its special tokens; the clamp only guards
-    # against dividing by zero for a model whose tokenizer adds none.
+    # A row contains at least its special tokens. The clamp only guards
+    # against dividing by zero for a tokenizer that adds none.
     count = mask.sum(dim=1).clamp(min=1.0)
     return total / count
 
@@ -247,8 +255,10 @@ def _token_limit(tokenizer: Any) -> int | None:
 def _to_float32_array(output: Any) -> np.ndarray:
     if isinstance(output, torch.Tensor):
         return output.detach().float().cpu().numpy()
-    if isinstance(output, (list, tuple)) and output and isinstance(
-        output[0], torch.Tensor
+    if (
+        isinstance(output, (list, tuple))
+        and output
+        and isinstance(output[0], torch.Tensor)
     ):
         return torch.stack(list(output)).detach().float().cpu().numpy()
     return np.asarray(output, dtype=np.float32)
@@ -266,13 +276,13 @@ def _check_local_path(model: str) -> None:
         )
 
 
-def _loading(what: str, model: str, load: Any, **kwargs: Any) -> Any:
+def _loading(part: str, model: str, load: Any, **kwargs: Any) -> Any:
     try:
         return load(model, **kwargs)
     except (OSError, ValueError) as error:
         cause = str(error).strip().rstrip(".")
         raise EmbeddingError(
-            f"failed to load the {what} of model {model!r}: {cause}. Pass model= a "
+            f"failed to load the {part} of model {model!r}: {cause}. Pass model= a "
             "local model directory or a hub repo id that is reachable or in the "
             "Hugging Face cache. Models whose code lives in their repository also "
             "need trust_remote_code=True."

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from rorf_core import Embedder, InvalidInputError
 from rorf_core.embedders import check_texts
 
@@ -35,20 +34,20 @@ __all__ = [
 DEFAULT_MODEL = "jinaai/jina-embeddings-v3"
 #: The LoRA adapter that RoRF's pre-trained jina routers were trained with.
 DEFAULT_TASK = "classification"
-#: jina-embeddings-v3's context length in tokens, and its own encode() default.
+#: jina-embeddings-v3's context length in tokens (arXiv:2409.10173).
 DEFAULT_MAX_LENGTH = 8192
-#: jina-embeddings-v3's own encode() default.
+#: Texts per forward pass.
 DEFAULT_BATCH_SIZE = 32
 DTYPES = ("float32", "float16", "bfloat16")
 
 
 class JinaEmbedder(Embedder):
-    """Embed texts with jina-embeddings-v3, or any transformers encoder, on this machine.
+    """Embed texts on this machine with jina-embeddings-v3 or another encoder.
 
     A model whose class has an ``encode(texts, task=...)`` method, as
-    jina-embeddings-v3's code does, is embedded through that method, which
-    applies the task's LoRA adapter and L2-normalises the vectors. Any other
-    model is embedded by mean pooling its last hidden states over the
+    jina-embeddings-v3's code does, is embedded through that method, so the
+    model's own code picks the task's LoRA adapter and pools the tokens. Any
+    other model is embedded by mean pooling its last hidden states over the
     attention mask, without normalisation.
 
     :param model: a hub repo id or a local model directory.
@@ -62,8 +61,8 @@ class JinaEmbedder(Embedder):
         warning per batch; when false, such a text raises
         :class:`~rorf_core.InvalidInputError`.
     :param dtype: the weights' dtype, one of :data:`DTYPES`.
-    :param device: a torch device such as ``"cpu"`` or ``"cuda:0"``; the
-        default is CUDA when torch sees a GPU, else the CPU.
+    :param device: a torch device such as ``"cpu"`` or ``"cuda:0"``. The
+        default is CUDA when torch finds a CUDA device, else the CPU.
     :param batch_size: texts per forward pass.
     :param revision: a hub branch, tag or commit to pin the model to.
     :param trust_remote_code: allow transformers to import and run Python
@@ -125,9 +124,9 @@ class JinaEmbedder(Embedder):
         texts and not with short ones. The longest batch runs first, so an
         out-of-memory error shows at once. The rows come back in input order.
 
-        :raises InvalidInputError: a text is empty or not a ``str``, or it is
-            longer than ``max_length`` tokens while ``truncate`` is false;
-            ``index`` is its position in ``texts``.
+        :raises InvalidInputError: a text is empty or not a ``str``, or it has
+            more than ``max_length`` tokens and ``truncate`` is false. The
+            error's ``index`` is the text's position in ``texts``.
         """
         checked = check_texts(texts)
         if len(checked) < 2:

@@ -23,9 +23,22 @@ if [[ "${KEEP_WORKDIR:-0}" != 1 ]]; then
     trap 'rm -rf "$workdir"' EXIT
 fi
 
+# setuptools leaves a build/ folder in each project it builds. Folders that
+# this script creates are removed afterwards, so that no stale copy ends up in
+# a later build.
+build_wheel() {
+    local project=$1 log=$2
+    local created=0
+    [[ -e "$project/build" ]] || created=1
+    "$python" -m build --wheel --outdir "$workdir/dist" "$project" >"$log"
+    if [[ $created == 1 ]]; then
+        rm -rf "$project/build"
+    fi
+}
+
 echo "== building wheels into $workdir/dist"
-"$python" -m build --wheel --outdir "$workdir/dist" "$repo_root" >"$workdir/build-core.log"
-"$python" -m build --wheel --outdir "$workdir/dist" "$plugin_dir" >"$workdir/build-jina.log"
+build_wheel "$repo_root" "$workdir/build-core.log"
+build_wheel "$plugin_dir" "$workdir/build-jina.log"
 ls "$workdir/dist"
 
 echo "== creating a clean virtual environment"

@@ -1,14 +1,16 @@
 """Tiny local models for the jina plugin's tests, built offline in temporary dirs.
 
-The hub is unreachable in tests: HF_HUB_OFFLINE is set before anything
+The tests never reach the hub. HF_HUB_OFFLINE is set before anything
 imports huggingface_hub, and every model is built here from random weights
 and a word-level tokenizer made with the ``tokenizers`` library.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 import textwrap
 from pathlib import Path
@@ -17,8 +19,11 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 # transformers copies a model's own code into this folder before importing
-# it; a fresh one keeps the tests from writing under ~/.cache.
-os.environ.setdefault("HF_MODULES_CACHE", tempfile.mkdtemp(prefix="rorf-jina-hf-"))
+# it. A fresh one, removed at exit, keeps the tests from writing under ~/.cache.
+if "HF_MODULES_CACHE" not in os.environ:
+    _modules_cache = tempfile.mkdtemp(prefix="rorf-jina-hf-")
+    atexit.register(shutil.rmtree, _modules_cache, ignore_errors=True)
+    os.environ["HF_MODULES_CACHE"] = _modules_cache
 
 WORDS = (
     "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi "
@@ -30,7 +35,7 @@ TOKEN_LIMIT = 32
 HIDDEN_SIZE = 16
 TASKS = ("classification", "text-matching")
 
-CONFIG_CODE = '''
+CONFIG_CODE = """
 from transformers import BertConfig
 
 
@@ -41,7 +46,7 @@ class TinyJinaConfig(BertConfig):
         super().__init__(**kwargs)
         self.use_flash_attn = use_flash_attn
         self.lora_adaptations = list(lora_adaptations or [])
-'''
+"""
 
 MODELING_CODE = '''
 import torch
@@ -136,7 +141,7 @@ def build_bert(directory: Path, seed: int) -> None:
 
 
 def build_remote_code_model(directory: Path) -> None:
-    """Build a model directory whose class is defined by code inside it, as jina's is."""
+    """Build a model directory whose class is defined by code in it, as jina's is."""
     build_bert(directory, seed=1)
     (directory / "configuration_tiny_jina.py").write_text(textwrap.dedent(CONFIG_CODE))
     (directory / "modeling_tiny_jina.py").write_text(textwrap.dedent(MODELING_CODE))

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import HIDDEN_SIZE, TASKS, TOKEN_LIMIT, sentence
+from rorf_core import EmbeddingError, InvalidInputError
 from transformers import AutoTokenizer, BertModel
 
-from rorf_core import EmbeddingError, InvalidInputError
 from rorf_jina import JinaEmbedder
 from rorf_jina._transformers import mean_pool
 
@@ -139,9 +139,9 @@ def test_truncation_warns_once_per_batch(
     assert all("max_length=6" in record.getMessage() for record in warnings)
     assert "2 of 2 texts" in warnings[0].getMessage()
     # Two of the six tokens are [CLS] and [SEP], so four words remain.
-    kept = " ".join(long_texts[0].split()[: max_length - 2])
+    first_words = " ".join(long_texts[0].split()[: max_length - 2])
     np.testing.assert_allclose(
-        vectors[0], embedder.embed([kept])[0], rtol=1e-5, atol=1e-5
+        vectors[0], embedder.embed([first_words])[0], rtol=1e-5, atol=1e-5
     )
 
 
@@ -187,7 +187,9 @@ def test_flash_attention_off_logged_once(
         embedder.embed([sentence(3)])
 
     messages = [
-        r.getMessage() for r in caplog.records if "flash attention off" in r.getMessage()
+        r.getMessage()
+        for r in caplog.records
+        if "flash attention off" in r.getMessage()
     ]
     assert len(messages) == 1
     assert "device is cpu" in messages[0]

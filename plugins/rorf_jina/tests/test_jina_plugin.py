@@ -9,9 +9,9 @@ import textwrap
 from pathlib import Path
 
 from conftest import HIDDEN_SIZE, TOKEN_LIMIT, sentence
-
 from rorf_core import get_embedder
 from rorf_core.plugins import embedder_entries, plugin_failures
+
 from rorf_jina import JinaEmbedder
 
 HEAVY_MODULES = ("torch", "transformers")

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TOKEN_LIMIT, WORDS
-
 from rorf_core import Router
 from rorf_core.cache import EmbeddingCache
 from rorf_core.training import TrainingConfig, train_router
@@ -23,7 +22,9 @@ B_WORDS = WORDS[len(WORDS) // 2 :]
 
 def prompt(words: list[str], index: int) -> str:
     length = 3 + index % 5
-    return " ".join(words[(index * 7 + step * 3) % len(words)] for step in range(length))
+    return " ".join(
+        words[(index * 7 + step * 3) % len(words)] for step in range(length)
+    )
 
 
 def write_battles(path: Path, rows_per_side: int) -> Path:
@@ -39,8 +40,9 @@ def write_battles(path: Path, rows_per_side: int) -> Path:
     return path
 
 
-@pytest.fixture
-def trained(bert_dir: Path, tmp_path: Path):
+@pytest.fixture(scope="module")
+def trained(bert_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    tmp_path = tmp_path_factory.mktemp("jina_router")
     config = TrainingConfig(
         dataset=str(write_battles(tmp_path / "battles.jsonl", rows_per_side=30)),
         model_a=MODEL_A,

@@ -263,7 +263,7 @@ def test_damaged_models_never_crash():
     # A crash inside LightGBM would end pytest itself, so the loads run in a
     # child process; any exception other than RouterFormatError fails it too.
     result = subprocess.run(
-        [sys.executable, "-c", FUZZ_SCRIPT, "3", "400"],
+        [sys.executable, "-c", FUZZ_SCRIPT, "3", "200"],
         capture_output=True,
         text=True,
         check=False,
@@ -271,5 +271,5 @@ def test_damaged_models_never_crash():
 
     assert result.returncode == 0, result.stdout + result.stderr
     counts = dict(part.split("=") for part in result.stdout.split())
-    assert int(counts["rejected"]) > 200
-    assert int(counts["loaded"]) + int(counts["rejected"]) == 400
+    assert int(counts["rejected"]) > 100
+    assert int(counts["loaded"]) + int(counts["rejected"]) == 200

@@ -8,6 +8,7 @@ fails at once) and ``NO_PROXY`` exempts the fake server.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import http.server
@@ -46,6 +47,7 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
 TIKTOKEN_CACHE = Path(tempfile.mkdtemp(prefix="rorf-openai-tiktoken-"))
+atexit.register(shutil.rmtree, TIKTOKEN_CACHE, ignore_errors=True)
 os.environ["TIKTOKEN_CACHE_DIR"] = str(TIKTOKEN_CACHE)
 
 

@@ -32,15 +32,15 @@ DEFAULT_MODEL = "voyage-large-2-instruct"
 #: Prefix that RoRF's pre-trained voyage routers put before every prompt
 #: (Not-Diamond/RoRF, rorf/router/embeddings.py, with input_type=None).
 CLUSTER_INSTRUCTION = "Cluster the text: "
-#: Texts per request. The API now accepts 1000, but older models were
-#: documented at 128, and 128 is what the voyageai package batches by
-#: (``voyageai.VOYAGE_EMBED_BATCH_SIZE``, version 0.5).
+#: Texts per request: what the voyageai package batches by
+#: (``voyageai.VOYAGE_EMBED_BATCH_SIZE``, version 0.5) and RoRF's original code
+#: used. The API reference allows 1000.
 MAX_BATCH_ITEMS = 128
 #: The API's own limit on texts per request, from its reference.
 API_MAX_BATCH_ITEMS = 1000
 INPUT_TYPES = (None, "query", "document")
-# voyage-large-2-instruct's tokenizer counts each text with a few special
-# tokens; the bound below adds them to the UTF-8 length.
+# Room for the special tokens (begin and end markers) that a tokenizer may add
+# to each text. An allowance, not a measured count.
 _SPECIAL_TOKEN_ALLOWANCE = 2
 
 
@@ -59,8 +59,12 @@ class VoyageModel:
     max_batch_tokens: int
 
 
-# Dimensions and context lengths from Voyage's model pages; token budgets per
-# request from the embeddings API reference (1M, 320K or 120K by model).
+# Tokens per request follow the API reference (1M, 320K or 120K by model).
+# NOTE: the vector and context lengths, and the budgets of the voyage-2
+# generation that the current reference no longer lists, come from third-party
+# summaries, not Voyage's own pages. Since the API truncates, a wrong context
+# length only changes which texts are flagged or sent alone. A wrong vector
+# length fails the core's shape check with an EmbeddingError.
 MODELS: dict[str, VoyageModel] = {
     "voyage-large-2-instruct": VoyageModel(
         dimension=1024, context_length=16000, max_batch_tokens=120_000

@@ -75,6 +75,7 @@ def load_packaged_model(config: str, dim: int, trunc_dim: int | None) -> Any:
     (wordllama 0.4.0), so without this it would fetch the tokenizer from the
     hub. The weights and tokenizer are read here from the package itself.
     """
+    _import_wordllama_quietly()
     import wordllama
     from safetensors import safe_open
     from wordllama import WordLlama
@@ -101,3 +102,26 @@ def load_packaged_model(config: str, dim: int, trunc_dim: int | None) -> Any:
     if trunc_dim:
         embedding = embedding[:, :trunc_dim]
     return WordLlamaInference(embedding, tokenizer)
+
+
+def _import_wordllama_quietly() -> None:
+    """Import ``wordllama`` without keeping the root log handler it installs.
+
+    ``wordllama/__init__.py`` (0.4.0) calls ``logging.basicConfig(level=INFO)``
+    at import time, which would make every INFO line of the host program
+    print. Handlers and the level that the import adds are removed again;
+    a program that configured logging itself is left untouched.
+    """
+    import logging
+    import sys
+
+    if "wordllama" in sys.modules:
+        return
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import wordllama  # noqa: F401
+
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
