@@ -1,11 +1,11 @@
 """Compare forest backends on routing quality and training time.
 
 Embeds the MMLU battles table (GPT-4 as model A, Mixtral as model B) once
-with wordllama, then for each of several seeded 80/20 splits trains every
-backend on the same training rows with RoRF's labels (0: A better, 1: tie
-at 0, 2: tie above 0, 3: B better) and scores the held-out rows with
-``p0 + p1``, the probability that A is needed. It reports, as mean ± std
-over the splits:
+with wordllama. For each of several seeded 80/20 splits, every backend is
+trained on the same rows with RoRF's labels (0: A better, 1: tie at 0, 2: tie
+above 0, 3: B better) and scores the held-out rows with ``p0 + p1``, the
+probability that A is needed. The script reports, as mean ± std over the
+splits:
 
 - APGR, the mean performance gap recovered over the routing curve
   (``rorf_core.evaluation``),
@@ -37,14 +37,17 @@ import attrs
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("RORF_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+DATA_DIR = Path(
+    os.environ.get("RORF_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")
+)
 MMLU = DATA_DIR / "mmlu_gpt4_mixtral.parquet"
 MODEL_A = "gpt-4-1106-preview"
 MODEL_B = "mixtral-8x7b-instruct-v0.1"
 
-#: Registry name -> constructor parameters. Both run with their defaults:
-#: random-forest is scikit-learn's RandomForestClassifier with max_depth=20,
-#: n_estimators=100, max_features=1.0.
+#: Registry name -> constructor parameters (``n_jobs`` comes from --n-jobs).
+#: Empty means the scorer's defaults. For random-forest those are
+#: scikit-learn's RandomForestClassifier with max_depth=20, n_estimators=100
+#: and max_features=1.0.
 BACKENDS: dict[str, dict[str, Any]] = {
     "random-forest": {},
     "lightgbm-rf": {},
@@ -66,9 +69,13 @@ class SplitResult:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=MMLU, help="battles table (.parquet)")
+    parser.add_argument(
+        "--data", type=Path, default=MMLU, help="battles table (.parquet)"
+    )
     parser.add_argument("--splits", type=int, default=5, help="number of random splits")
-    parser.add_argument("--first-seed", type=int, default=0, help="seed of the first split")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seed of the first split"
+    )
     parser.add_argument(
         "--eval-fraction", type=float, default=0.2, help="share of rows held out"
     )
@@ -78,15 +85,23 @@ def parse_args() -> argparse.Namespace:
         help="comma-separated registry names (default: %(default)s)",
     )
     parser.add_argument(
-        "--n-jobs", type=int, default=-1, help="threads for each backend (-1: all cores)"
+        "--n-jobs",
+        type=int,
+        default=-1,
+        help="threads for each backend (-1: all cores)",
     )
     parser.add_argument(
         "--single-rows", type=int, default=200, help="one-row predictions to time"
     )
     parser.add_argument(
-        "--limit", type=int, default=None, help="use only the first N rows (quick check)"
+        "--limit",
+        type=int,
+        default=None,
+        help="use only the first N rows (quick check)",
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write results here"
+    )
     return parser.parse_args()
 
 
@@ -178,10 +193,16 @@ def format_table(results: list[SplitResult], backends: list[str]) -> str:
         mine = [result for result in results if result.backend == backend]
         rows.append(
             [backend]
-            + [mean_std([getattr(r, key) for r in mine], digits) for _, key, digits in columns]
+            + [
+                mean_std([getattr(r, key) for r in mine], digits)
+                for _, key, digits in columns
+            ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = [" | ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in rows]
+    lines = [
+        " | ".join(cell.ljust(width) for cell, width in zip(row, widths))
+        for row in rows
+    ]
     lines.insert(1, "-+-".join("-" * width for width in widths))
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ import logging
 import pathlib
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,9 +46,13 @@ N_JOBS = 2
 LEAF_GRID = (10, 20, 40)
 DIMS_GRID = (16, 32)
 
-# A Score maps (train indices, eval indices, seed) to one score per eval row;
-# a higher score means "send this prompt to model A".
-Score = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+# Grid searched by inner cross-validation for the averaged recipe.
+AVERAGE_LEAF_GRID = (10, 20)
+# Weight of the per-subject mean delta in the regressor's training target.
+SUBJECT_WEIGHT_GRID = (0.0, 0.5)
+# Shrinks each subject's mean delta towards the overall mean, as if every
+# subject had this many extra rows at the overall mean.
+SUBJECT_PRIOR_ROWS = 20
 
 _OPTION_SPLIT = re.compile(r"\n([A-D])\. ")
 _MATH_CHARS = frozenset("=+*/^<>()$\\")
@@ -166,7 +170,11 @@ def load_embeddings(texts: Sequence[str], cache: pathlib.Path) -> np.ndarray:
 
 
 class Recipes:
-    """All routing recipes, sharing the data of one benchmark run."""
+    """All routing recipes, sharing the data of one benchmark run.
+
+    Each recipe method maps (train indices, eval indices, seed) to one score
+    per eval row. A higher score means "send this prompt to model A".
+    """
 
     def __init__(self, frame: pd.DataFrame, embeddings: np.ndarray) -> None:
         self.a = frame[f"{MODEL_A}/score"].to_numpy(float)
@@ -180,9 +188,10 @@ class Recipes:
     def truncated(self, dims: int) -> np.ndarray:
         """Return the first `dims` embedding dimensions with the text features.
 
-        The wordllama l2_supercat model is trained Matryoshka-style, so its
-        leading dimensions carry the most information, and `WordLlama.load(
-        dim=...)` gives the same truncation at route time.
+        wordllama models are trained for Matryoshka truncation, so the leading
+        dimensions are meant to carry the most information. At route time the
+        router slices the same columns from the 256-dimension embedding;
+        `WordLlama.load(trunc_dim=...)` in 0.4.0.post1 accepts only 64 and up.
         """
         return np.hstack([self.embeddings[:, :dims], self.text])
 
@@ -298,13 +307,119 @@ class Recipes:
                     best, best_apgr = (leaf, dims), float(np.mean(apgrs))
         return best
 
-    def _fit_et(self, features, train, test, seed, *, leaf, max_features):
+    def _fit_et(self, features, train, test, seed, *, leaf, max_features,
+                target=None):
         forest = ExtraTreesRegressor(
             n_estimators=300, max_features=max_features, min_samples_leaf=leaf,
             n_jobs=N_JOBS, random_state=seed,
         )
-        forest.fit(features[train], self.delta[train])
+        target = self.delta if target is None else target
+        forest.fit(features[train], target[train])
         return forest.predict(features[test])
+
+    # Round 2: a 3-class classifier, a subject-smoothed training target and
+    # an average of two forests.
+
+    def subject_target(self, train: np.ndarray, weight: float) -> np.ndarray:
+        """Return weight * subject mean delta + (1 - weight) * delta, all rows.
+
+        The subject means come from the `train` rows only and are shrunk
+        towards their overall mean. Only the training target reads the
+        subject column, so a router that serves the fitted forest needs the
+        prompt text alone. Rows outside `train` get values too, but the
+        callers fit on `train` rows only.
+        """
+        groups = pd.Series(self.delta[train]).groupby(self.subject[train])
+        prior = float(self.delta[train].mean())
+        means = (groups.sum() + SUBJECT_PRIOR_ROWS * prior) / (
+            groups.count() + SUBJECT_PRIOR_ROWS
+        )
+        subject_mean = pd.Series(self.subject).map(means).fillna(prior).to_numpy()
+        return weight * subject_mean + (1 - weight) * self.delta
+
+    def _fit_et_sign(self, features, train, test, seed, *, leaf):
+        # Classes -1 (B better), 0 (tie), 1 (A better). P(1) - P(-1) estimates
+        # E[score_A - score_B] because the scores are 0 or 1.
+        forest = ExtraTreesClassifier(
+            n_estimators=300, max_features=0.5, min_samples_leaf=leaf,
+            n_jobs=N_JOBS, random_state=seed,
+        )
+        forest.fit(features[train], np.sign(self.delta[train]).astype(int))
+        proba = forest.predict_proba(features[test])
+        classes = list(forest.classes_)
+        return proba[:, classes.index(1)] - proba[:, classes.index(-1)]
+
+    def et_sign_classifier(self, train, test, seed):
+        return self._fit_et_sign(self.truncated(32), train, test, seed, leaf=10)
+
+    def et_subject_target(self, train, test, seed):
+        target = self.subject_target(train, 0.5)
+        return self._fit_et(self.truncated(32), train, test, seed, leaf=10,
+                            max_features=0.5, target=target)
+
+    def et_average(self, train, test, seed):
+        features = self.truncated(32)
+        regression = self._fit_et(features, train, test, seed, leaf=10,
+                                  max_features=0.5)
+        classes = self._fit_et_sign(features, train, test, seed, leaf=10)
+        return (regression + classes) / 2
+
+    def et_average_subject(self, train, test, seed):
+        features = self.truncated(32)
+        regression = self.et_subject_target(train, test, seed)
+        classes = self._fit_et_sign(features, train, test, seed, leaf=10)
+        return (regression + classes) / 2
+
+    def winner_average(self, train, test, seed):
+        """Average a regressor and a 3-class classifier, settings by inner CV.
+
+        Inner 3-fold CV on the training rows picks the regressor's
+        `min_samples_leaf` and subject weight, and whether to average it
+        with the classifier (leaf 10) or use it alone.
+        """
+        leaf, weight, average = self.select_average_by_cv(train, seed)
+        logger.info("seed %d: chose min_samples_leaf=%d, subject weight=%.1f, "
+                    "average=%s", seed, leaf, weight, average)
+        features = self.truncated(32)
+        score = self._fit_et(features, train, test, seed, leaf=leaf,
+                             max_features=0.5,
+                             target=self.subject_target(train, weight))
+        if average:
+            score = (score + self._fit_et_sign(features, train, test, seed,
+                                               leaf=10)) / 2
+        return score
+
+    def select_average_by_cv(self, train, seed) -> tuple[int, float, bool]:
+        """Pick (leaf, subject weight, average) by 3-fold CV APGR."""
+        features = self.truncated(32)
+        folds = list(KFold(3, shuffle=True, random_state=seed).split(train))
+        classifier_scores = [
+            self._fit_et_sign(features, train[f], train[c], seed, leaf=10)
+            for f, c in folds
+        ]
+        best, best_apgr = (AVERAGE_LEAF_GRID[0], 0.0, False), -np.inf
+        for leaf in AVERAGE_LEAF_GRID:
+            for weight in SUBJECT_WEIGHT_GRID:
+                apgrs = {False: [], True: []}
+                for (f, c), classifier in zip(folds, classifier_scores):
+                    fit_rows, check_rows = train[f], train[c]
+                    # The subject means come from the fitting part only.
+                    target = self.subject_target(fit_rows, weight)
+                    score = self._fit_et(features, fit_rows, check_rows, seed,
+                                         leaf=leaf, max_features=0.5,
+                                         target=target)
+                    a, b = self.a[check_rows], self.b[check_rows]
+                    apgrs[False].append(route_metrics(score, a, b)[0])
+                    apgrs[True].append(
+                        route_metrics((score + classifier) / 2, a, b)[0])
+                for average, values in apgrs.items():
+                    logger.debug("seed %d leaf %d weight %.1f average %s: "
+                                 "CV APGR %.4f", seed, leaf, weight, average,
+                                 np.mean(values))
+                    if np.mean(values) > best_apgr:
+                        best = (leaf, weight, average)
+                        best_apgr = float(np.mean(values))
+        return best
 
 
 ROWS: tuple[tuple[str, str], ...] = (
@@ -321,6 +436,13 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("ET regressor, 256 dims + text, sqrt", "et_full_plus_text"),
     ("ET regressor, 32 dims + text, mf 0.5, leaf 20", "et_truncated_fixed"),
     ("winner: ET, dims+text, leaf/dims by inner CV", "winner"),
+    ("ET classifier, 3 classes sign(delta), P(1)-P(-1), leaf 10",
+     "et_sign_classifier"),
+    ("ET regressor, target 0.5 delta + 0.5 subject mean, leaf 10",
+     "et_subject_target"),
+    ("average: ET regressor on delta + ET 3-class", "et_average"),
+    ("average: ET regressor on subject target + ET 3-class", "et_average_subject"),
+    ("winner 2: average, leaf/weight/average by inner CV", "winner_average"),
 )
 
 

@@ -9,7 +9,9 @@ from rorf_core.hookspecs import hookimpl
 
 @hookimpl
 def register_scorers(register: Callable[..., None]) -> None:
-    from rorf_core.forest.sklearn_forest import ExtraTreesScorer, RandomForestScorer
+    from rorf_core.forest import sklearn_forest as forests
 
-    register(RandomForestScorer.name, RandomForestScorer, aliases=("rf",))
-    register(ExtraTreesScorer.name, ExtraTreesScorer)
+    register(forests.RandomForestScorer.name, forests.RandomForestScorer, aliases=("rf",))
+    register(forests.ExtraTreesScorer.name, forests.ExtraTreesScorer)
+    register(forests.RandomForestRegressorScorer.name, forests.RandomForestRegressorScorer)
+    register(forests.ExtraTreesRegressorScorer.name, forests.ExtraTreesRegressorScorer)

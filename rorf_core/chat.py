@@ -39,7 +39,7 @@ _NO_KEY = "no-key"
 
 
 class _Routing:
-    """What the sync and async clients share: upstreams and the routing rule."""
+    """Shared part of the sync and async clients: upstreams and the routing rule."""
 
     def __init__(
         self,
@@ -49,17 +49,20 @@ class _Routing:
         route_on: str = "last-user",
     ) -> None:
         if route_on not in ROUTE_ON_CHOICES:
-            raise ValueError(
-                f"route_on must be one of {', '.join(ROUTE_ON_CHOICES)}, got {route_on!r}"
-            )
+            choices = ", ".join(ROUTE_ON_CHOICES)
+            raise ValueError(f"route_on must be one of {choices}, got {route_on!r}")
         self.controller = controller
         self.upstreams = dict(upstreams)
         self.route_on = route_on
         self._clients: dict[str, Any] = {}
 
-    def _prepare(self, messages: Any, model: str, threshold: float | None) -> tuple[float, str]:
+    def _prepare(
+        self, messages: Any, model: str, threshold: float | None
+    ) -> tuple[float, str]:
         """Return the threshold and the routing text, raising before any embedding."""
-        check_upstreams(self.upstreams, self.controller.model_a, self.controller.model_b)
+        check_upstreams(
+            self.upstreams, self.controller.model_a, self.controller.model_b
+        )
         return self._threshold(model, threshold), routing_text(messages, self.route_on)
 
     def _threshold(self, model: str, threshold: float | None) -> float:
@@ -76,7 +79,10 @@ class _Routing:
         routed = controller.model_a if win_rate >= threshold else controller.model_b
         logger.info(
             "routed to %s, win rate %.4f, threshold %g, routing %.2f ms",
-            routed, win_rate, threshold, (time.perf_counter() - started) * 1000,
+            routed,
+            win_rate,
+            threshold,
+            (time.perf_counter() - started) * 1000,
         )
         return routed
 
@@ -105,7 +111,7 @@ class _Routing:
 class ChatCompletions(_Routing):
     """Route chat completions between the Controller's two models.
 
-    :param controller: scores the prompt and holds the models and threshold.
+    :param controller: scores the prompt and stores the models and threshold.
     :param upstreams: for each of ``controller.model_a`` and
         ``controller.model_b``, an :class:`~rorf_core.serving.Upstream` or a
         ready ``openai.OpenAI`` client.
@@ -125,7 +131,7 @@ class ChatCompletions(_Routing):
         Other keyword arguments go to ``client.chat.completions.create``
         unchanged. With ``stream=True`` the result iterates chunks.
 
-        :raises InvalidRequestError: the messages hold no text to route on,
+        :raises InvalidRequestError: the messages contain no text to route on,
             or ``model`` is neither ``rorf`` nor ``rorf-<threshold>``.
         :raises openai.APIError: the upstream failed, as the ``openai``
             client raises it.
@@ -135,7 +141,9 @@ class ChatCompletions(_Routing):
         win_rate = self.controller.predict_proba(prompt)
         routed = self._decide(win_rate, limit, started)
         client = self._client_for(routed, "OpenAI")
-        response = client.chat.completions.create(model=routed, messages=messages, **kwargs)
+        response = client.chat.completions.create(
+            model=routed, messages=messages, **kwargs
+        )
         if kwargs.get("stream"):
             return RoutedStream(response, routed)
         response.model = routed
@@ -222,12 +230,16 @@ class AsyncRoutedStream:
 class Chat:
     """The ``controller.chat`` namespace, as in ``openai.OpenAI().chat``."""
 
-    def __init__(self, controller: Controller, upstreams: Mapping[str, Any], **options: Any):
+    def __init__(
+        self, controller: Controller, upstreams: Mapping[str, Any], **options: Any
+    ):
         self.completions = ChatCompletions(controller, upstreams, **options)
 
 
 class AsyncChat:
     """The ``controller.async_chat`` namespace, over ``openai.AsyncOpenAI``."""
 
-    def __init__(self, controller: Controller, upstreams: Mapping[str, Any], **options: Any):
+    def __init__(
+        self, controller: Controller, upstreams: Mapping[str, Any], **options: Any
+    ):
         self.completions = AsyncChatCompletions(controller, upstreams, **options)

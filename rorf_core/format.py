@@ -77,7 +77,13 @@ def write_router_dir(
 
 
 def _fsync_dir_files(directory: Path) -> None:
+    # mkdtemp makes the directory private (0700) and safetensors may write
+    # 0600 files; give both the permissions the user's umask asks for.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
     for file in directory.iterdir():
+        os.chmod(file, 0o666 & ~umask)
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())
 

@@ -1,9 +1,11 @@
 """Label schemes and decision rules.
 
-A label scheme turns the two models' scores for a prompt into a class label
-for training. A decision rule turns the scorer's class probabilities into
-the single number compared with the routing threshold: the higher it is, the
-more the prompt needs model A. Both are saved by name in router metadata.
+A label scheme turns the two models' scores for a prompt into a training
+target: a class label (RoRF's four labels) or a number (the score gap). A
+decision rule turns the scorer's output, class probabilities or a predicted
+gap, into the single number in [0, 1] compared with the routing threshold:
+the higher it is, the more the prompt needs model A. Both are saved by name
+in router metadata.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ __all__ = [
     "get_label_scheme",
     "get_decision_rule",
     "class_probability",
+    "gain_to_score",
+    "check_rule_fits_scheme",
 ]
 
 #: RoRF's four labels, as used by the pre-trained RoRF routers on the hub.
@@ -44,13 +48,28 @@ def _rorf_labels(scores_a: np.ndarray, scores_b: np.ndarray) -> np.ndarray:
     return labels
 
 
+def _score_gap(scores_a: np.ndarray, scores_b: np.ndarray) -> np.ndarray:
+    return scores_a - scores_b
+
+
 @attrs.frozen(kw_only=True)
 class LabelScheme:
-    """A named way to label a prompt from the two models' scores."""
+    """A named way to label a prompt from the two models' scores.
+
+    ``kind`` is ``"classes"`` for class labels, fitted by a classifier, or
+    ``"regression"`` for a numeric target, fitted by a regressor.
+    """
 
     name: str
+    kind: str
     labels: dict[str, int]
     assign: Callable[[np.ndarray, np.ndarray], np.ndarray] = attrs.field(repr=False)
+    description: str = ""
+
+    @property
+    def is_regression(self) -> bool:
+        """Whether the target is a number rather than a class label."""
+        return self.kind == "regression"
 
     def __call__(self, scores_a: np.ndarray, scores_b: np.ndarray) -> np.ndarray:
         return self.assign(np.asarray(scores_a, float), np.asarray(scores_b, float))
@@ -75,10 +94,16 @@ def class_probability(proba: np.ndarray, classes: np.ndarray, label: int) -> np.
 
 @attrs.frozen(kw_only=True)
 class DecisionRule:
-    """A named function from class probabilities to the routing score."""
+    """A named function from class probabilities to the routing score.
+
+    For a regression label scheme the rule ``predicted_gain`` maps the
+    predicted gap ``score_A - score_B`` from ``[-scale, scale]`` to [0, 1];
+    ``weights`` is empty then.
+    """
 
     name: str
     description: str
+    kind: str = "classes"
     #: label name -> weight; the score is the weighted sum of probabilities.
     weights: dict[str, float]
     #: constant added to the weighted sum, so every score lies in [0, 1].
@@ -94,7 +119,20 @@ class DecisionRule:
 
 
 _LABEL_SCHEMES = {
-    "rorf": LabelScheme(name="rorf", labels=RORF_LABELS, assign=_rorf_labels),
+    "rorf": LabelScheme(
+        name="rorf",
+        kind="classes",
+        labels=RORF_LABELS,
+        assign=_rorf_labels,
+        description="RoRF's four labels: A better, tie at 0, other tie, B better",
+    ),
+    "score_gap": LabelScheme(
+        name="score_gap",
+        kind="regression",
+        labels={},
+        assign=_score_gap,
+        description="the number score_A - score_B, fitted by a regressor",
+    ),
 }
 
 _DECISION_RULES = {
@@ -109,7 +147,29 @@ _DECISION_RULES = {
         weights={"a_better": 0.5, "b_better": -0.5},
         offset=0.5,
     ),
+    "predicted_gain": DecisionRule(
+        name="predicted_gain",
+        description="predicted score_A - score_B, divided by its training range and mapped to [0, 1]",
+        kind="regression",
+        weights={},
+        offset=0.5,
+    ),
 }
+
+
+def gain_to_score(predicted_gain: np.ndarray, scale: float) -> np.ndarray:
+    """Map a predicted gap in ``[-scale, scale]`` to a routing score in [0, 1]."""
+    return 0.5 + 0.5 * np.clip(np.asarray(predicted_gain, np.float64) / scale, -1.0, 1.0)
+
+
+def check_rule_fits_scheme(scheme: LabelScheme, rule: DecisionRule) -> None:
+    """Raise unless ``rule`` reads the kind of output that ``scheme`` trains."""
+    if scheme.kind != rule.kind:
+        matching = sorted(name for name, r in _DECISION_RULES.items() if r.kind == scheme.kind)
+        raise ValueError(
+            f"decision rule {rule.name!r} reads {rule.kind} output but label scheme "
+            f"{scheme.name!r} trains {scheme.kind}; use one of: {', '.join(matching)}"
+        )
 
 
 def label_schemes() -> dict[str, LabelScheme]:

@@ -14,9 +14,14 @@ from rorf_core import format as router_format
 from rorf_core import plugins
 from rorf_core.embedders.base import Embedder
 from rorf_core.errors import RouterFormatError
-from rorf_core.features import with_text_features
+from rorf_core.features import model_inputs
 from rorf_core.forest.base import Scorer
-from rorf_core.labels import get_decision_rule, get_label_scheme
+from rorf_core.labels import (
+    check_rule_fits_scheme,
+    gain_to_score,
+    get_decision_rule,
+    get_label_scheme,
+)
 
 if TYPE_CHECKING:
     from rorf_core.cache import EmbeddingCache
@@ -62,6 +67,8 @@ class Router:
         label_scheme: str = DEFAULT_LABEL_SCHEME,
         decision_rule: str = DEFAULT_DECISION_RULE,
         text_features: Sequence[str] = (),
+        embedding_columns: int | None = None,
+        gain_scale: float = 1.0,
         calibration: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
         embedder_dimension: int | None = None,
@@ -72,15 +79,20 @@ class Router:
         self.model_b = model_b
         self.label_scheme = get_label_scheme(label_scheme)
         self.decision_rule = get_decision_rule(decision_rule)
+        check_rule_fits_scheme(self.label_scheme, self.decision_rule)
         self.text_features = tuple(text_features)
+        self.embedding_columns = embedding_columns
+        if not gain_scale > 0:
+            raise ValueError(f"gain_scale must be positive, got {gain_scale!r}")
+        self.gain_scale = float(gain_scale)
         self.calibration = calibration
         self.training = training or {}
         self.embedder_dimension = embedder_dimension
-        self._weights = self._rule_weights()
+        self._weights = None if self.label_scheme.is_regression else self._rule_weights()
 
     def _rule_weights(self) -> np.ndarray:
-        # The decision rule is a weighted sum of class probabilities, so it
-        # is folded into one vector aligned with the scorer's classes_ once.
+        # A class decision rule is a weighted sum of class probabilities, so
+        # it is folded into one vector aligned with the scorer's classes_.
         classes = np.asarray(self.scorer.classes_)
         identity = np.eye(classes.size)
         return self.decision_rule(identity, classes, self.label_scheme.labels) - self.decision_rule.offset
@@ -88,22 +100,27 @@ class Router:
     # Scoring ---------------------------------------------------------------
 
     def features(self, prompts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
-        """Return the scorer's input rows: embeddings plus any text features."""
-        return with_text_features(self.text_features, prompts, embeddings)
+        """Return the scorer's input rows for embedded prompts."""
+        return model_inputs(
+            embeddings,
+            prompts,
+            embedding_columns=self.embedding_columns,
+            text_features=self.text_features,
+        )
 
-    def scores_from_proba(self, proba: np.ndarray) -> np.ndarray:
-        """Turn class probabilities into routing scores by the decision rule."""
-        return proba @ self._weights + self.decision_rule.offset
+    def scores_from_output(self, X: np.ndarray) -> np.ndarray:
+        """Run the scorer on model inputs ``X`` and apply the decision rule."""
+        if self.label_scheme.is_regression:
+            return gain_to_score(self.scorer.predict(X), self.gain_scale)
+        return self.scorer.predict_proba(X) @ self._weights + self.decision_rule.offset
 
     def win_rate_from_embeddings(
         self, embeddings: np.ndarray, prompts: Sequence[str] | None = None
     ) -> np.ndarray:
         """Return routing scores for already embedded prompts."""
-        if self.text_features:
-            if prompts is None:
-                raise ValueError("this router uses text features: pass the prompts too")
-            embeddings = self.features(prompts, embeddings)
-        return self.scores_from_proba(self.scorer.predict_proba(embeddings))
+        if self.text_features and prompts is None:
+            raise ValueError("this router uses text features: pass the prompts too")
+        return self.scores_from_output(self.features(prompts or [], embeddings))
 
     def embed(
         self,
@@ -131,7 +148,11 @@ class Router:
         return self.win_rate_from_embeddings(embeddings, prompts)
 
     def _check_dimension(self, embeddings: np.ndarray) -> None:
-        expected = self.scorer.n_features_in_ - len(self.text_features)
+        expected = self.embedder_dimension
+        if expected is None:
+            expected = self.embedding_columns or (
+                self.scorer.n_features_in_ - len(self.text_features)
+            )
         if embeddings.shape[1] != expected:
             raise RouterFormatError(
                 f"embedder {self.embedder.name!r} ({self.embedder.model}) returns "
@@ -157,7 +178,8 @@ class Router:
                 "name": self.embedder.name,
                 "model": self.embedder.model,
                 "options": self.embedder.options(),
-                "dimension": self.scorer.n_features_in_ - len(self.text_features),
+                "dimension": self.embedder_dimension
+                or self.scorer.n_features_in_ - len(self.text_features),
             },
             "scorer": {
                 "name": self.scorer.name,
@@ -168,6 +190,8 @@ class Router:
             "labels": self.label_scheme.labels,
             "decision_rule": self.decision_rule.name,
             "text_features": list(self.text_features),
+            "embedding_columns": self.embedding_columns,
+            "gain_scale": self.gain_scale,
             "calibration": self.calibration,
             "training": self.training,
         }
@@ -237,11 +261,13 @@ class Router:
                 f"router {str(directory)!r} has invalid metadata: missing or bad {error}"
             ) from error
         text_features = tuple(metadata.get("text_features", ()))
-        if scorer.n_features_in_ != dimension + len(text_features):
+        embedding_columns = metadata.get("embedding_columns")
+        used_columns = dimension if embedding_columns is None else int(embedding_columns)
+        if used_columns > dimension or scorer.n_features_in_ != used_columns + len(text_features):
             raise RouterFormatError(
                 f"router {str(directory)!r}: the forest takes {scorer.n_features_in_} "
-                f"features but the embedder dimension is {dimension} plus "
-                f"{len(text_features)} text features"
+                f"features but the embedder dimension is {dimension} (using "
+                f"{used_columns} columns) plus {len(text_features)} text features"
             )
         embedder = plugins.get_embedder(embedder_name, model=model, **options)
         return cls(
@@ -252,6 +278,8 @@ class Router:
             label_scheme=metadata.get("label_scheme", DEFAULT_LABEL_SCHEME),
             decision_rule=metadata.get("decision_rule", DEFAULT_DECISION_RULE),
             text_features=text_features,
+            embedding_columns=None if embedding_columns is None else int(embedding_columns),
+            gain_scale=float(metadata.get("gain_scale", 1.0)),
             calibration=metadata.get("calibration"),
             training=metadata.get("training"),
             embedder_dimension=dimension,

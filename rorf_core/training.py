@@ -15,9 +15,15 @@ from rorf_core import plugins
 from rorf_core.calibration import calibration_table
 from rorf_core.data import Battles, load_battles
 from rorf_core.errors import DatasetError
-from rorf_core.features import with_text_features
-from rorf_core.labels import get_decision_rule, get_label_scheme
-from rorf_core.router import DEFAULT_DECISION_RULE, DEFAULT_LABEL_SCHEME, Router
+from rorf_core.features import model_inputs
+from rorf_core.labels import (
+    check_rule_fits_scheme,
+    gain_to_score,
+    get_decision_rule,
+    get_label_scheme,
+)
+from rorf_core.recipes import DEFAULT_RECIPE, get_recipe
+from rorf_core.router import Router
 
 if TYPE_CHECKING:
     from rorf_core.cache import EmbeddingCache
@@ -40,22 +46,53 @@ def _check_fraction(instance: Any, attribute: Any, value: float) -> None:
 
 @attrs.frozen(kw_only=True)
 class TrainingConfig:
-    """Everything that decides how a router is trained; saved in its metadata."""
+    """Everything that decides how a router is trained; saved in its metadata.
+
+    ``recipe`` supplies the label scheme, decision rule, scorer, scorer
+    parameters, embedding columns and text features; any of those given
+    here (not None) overrides the recipe's value, and ``scorer_params`` are
+    merged over the recipe's.
+    """
 
     dataset: str
     model_a: str | None = None
     model_b: str | None = None
+    recipe: str = DEFAULT_RECIPE
     embedder: str = DEFAULT_EMBEDDER
     embedder_options: dict[str, Any] = attrs.field(factory=dict)
-    scorer: str = DEFAULT_SCORER
+    scorer: str | None = None
     scorer_params: dict[str, Any] = attrs.field(factory=dict)
+    label_scheme: str | None = None
+    decision_rule: str | None = None
+    embedding_columns: int | None = None
+    text_features: tuple[str, ...] | None = attrs.field(
+        default=None, converter=attrs.converters.optional(tuple)
+    )
     eval_dataset: str | None = None
     eval_fraction: float = attrs.field(default=0.2, validator=_check_fraction)
     seed: int = 0
-    label_scheme: str = DEFAULT_LABEL_SCHEME
-    decision_rule: str = DEFAULT_DECISION_RULE
-    text_features: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     drop_invalid: bool = False
+
+    def resolved(self) -> TrainingConfig:
+        """Return a copy with every recipe-provided setting filled in."""
+        recipe = get_recipe(self.recipe)
+        params = {**recipe.scorer_params, **self.scorer_params}
+        params.setdefault("random_state", self.seed)
+        return attrs.evolve(
+            self,
+            scorer=self.scorer or recipe.scorer,
+            scorer_params=params,
+            label_scheme=self.label_scheme or recipe.label_scheme,
+            decision_rule=self.decision_rule or recipe.decision_rule,
+            embedding_columns=(
+                self.embedding_columns
+                if self.embedding_columns is not None
+                else recipe.embedding_columns
+            ),
+            text_features=(
+                self.text_features if self.text_features is not None else recipe.text_features
+            ),
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -66,6 +103,7 @@ class TrainingResult:
     report: Any
     train_rows: int
     eval_rows: int
+    search: Any = None
 
 
 def split_battles(battles: Battles, eval_fraction: float, seed: int) -> tuple[Battles, Battles]:
@@ -102,7 +140,7 @@ def _load_splits(config: TrainingConfig) -> tuple[Battles, Battles]:
 def _check_labels(labels: np.ndarray, names: dict[int, str], source: str) -> None:
     present = np.unique(labels)
     if present.size < 2:
-        only = names.get(int(present[0]), str(present[0]))
+        only = names.get(int(present[0]), str(present[0])) if names else str(present[0])
         raise DatasetError(
             f"every training row of {source!r} has the same label ({only!r}), so a "
             "router cannot learn to tell prompts apart; use data where the two "
@@ -122,26 +160,50 @@ def train_router(
     cache: EmbeddingCache | None = None,
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    search_budget: float | None = None,
 ) -> TrainingResult:
     """Train a router as ``config`` says, evaluate it, and save it to ``out`` if given.
 
-    Nothing is written unless training and evaluation succeed. Nothing is
-    pushed anywhere.
+    With ``search_budget`` (seconds), the leaf size and the number of
+    embedding columns are first chosen by cross-validation on the training
+    rows (see :mod:`rorf_core.search`). Nothing is written unless training
+    and evaluation succeed. Nothing is pushed anywhere.
     """
     from rorf_core.evaluation import evaluate_scores
 
+    config = config.resolved()
     label_scheme = get_label_scheme(config.label_scheme)
-    get_decision_rule(config.decision_rule)
+    check_rule_fits_scheme(label_scheme, get_decision_rule(config.decision_rule))
     train, held_out = _load_splits(config)
     labels = label_scheme(train.scores_a, train.scores_b)
     _check_labels(labels, label_scheme.label_names(), train.source)
     embedder = plugins.get_embedder(config.embedder, **config.embedder_options)
     scorer = plugins.get_scorer_class(config.scorer)(**config.scorer_params)
+    if scorer.is_regressor != label_scheme.is_regression:
+        raise ValueError(
+            f"scorer {config.scorer!r} is a {'regressor' if scorer.is_regressor else 'classifier'} "
+            f"but label scheme {label_scheme.name!r} needs a "
+            f"{'regressor' if label_scheme.is_regression else 'classifier'}"
+        )
     cache = cache if cache is not None else _default_cache()
     embeddings = cache.embed(embedder, train.prompts + held_out.prompts, progress=progress)
     train_x, eval_x = embeddings[: len(train)], embeddings[len(train) :]
+    columns = config.embedding_columns
+    if columns is not None:
+        columns = min(columns, embeddings.shape[1])
+    gain_scale = float(np.max(np.abs(labels))) if label_scheme.is_regression else 1.0
+    search = None
+    if search_budget is not None:
+        search = _search(config, train, train_x, labels, columns, search_budget)
+        columns = search.best["embedding_columns"]
+        params = {**config.scorer_params, "min_samples_leaf": search.best["min_samples_leaf"]}
+        config = attrs.evolve(config, scorer_params=params, embedding_columns=columns)
+        scorer = plugins.get_scorer_class(config.scorer)(**params)
     logger.info("fitting %s on %d rows", scorer.name, len(train))
-    scorer.fit(with_text_features(config.text_features, train.prompts, train_x), labels)
+    scorer.fit(
+        model_inputs(train_x, train.prompts, embedding_columns=columns, text_features=config.text_features),
+        labels,
+    )
     router = Router(
         embedder=embedder,
         scorer=scorer,
@@ -150,6 +212,9 @@ def train_router(
         label_scheme=config.label_scheme,
         decision_rule=config.decision_rule,
         text_features=config.text_features,
+        embedding_columns=columns,
+        gain_scale=gain_scale,
+        embedder_dimension=int(embeddings.shape[1]),
     )
     scores = router.win_rate_from_embeddings(eval_x, held_out.prompts)
     report = evaluate_scores(
@@ -165,9 +230,55 @@ def train_router(
         "table": calibration_table(scores),
     }
     router.training = _training_metadata(config, train, held_out, report)
+    if search is not None:
+        router.training["search"] = search.to_dict()
     if out is not None:
         router.save_pretrained(Path(out))
-    return TrainingResult(router=router, report=report, train_rows=len(train), eval_rows=len(held_out))
+    return TrainingResult(
+        router=router, report=report, train_rows=len(train), eval_rows=len(held_out), search=search
+    )
+
+
+def _search(
+    config: TrainingConfig,
+    train: Battles,
+    train_x: np.ndarray,
+    labels: np.ndarray,
+    columns: int | None,
+    budget: float,
+) -> Any:
+    # Only training rows reach the search: held-out rows are never passed in.
+    from rorf_core.search import candidate_settings, search_settings
+
+    scheme = get_label_scheme(config.label_scheme)
+    rule = get_decision_rule(config.decision_rule)
+    scale = float(np.max(np.abs(labels))) if scheme.is_regression else 1.0
+    scorer_class = plugins.get_scorer_class(config.scorer)
+    prompts = train.prompts
+
+    def fit_and_score(settings: dict[str, Any], fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+        inputs = model_inputs(
+            train_x, prompts, embedding_columns=settings["embedding_columns"], text_features=config.text_features
+        )
+        params = {**config.scorer_params, "min_samples_leaf": settings["min_samples_leaf"]}
+        scorer = scorer_class(**params).fit(inputs[fit_rows], labels[fit_rows])
+        if scheme.is_regression:
+            return gain_to_score(scorer.predict(inputs[score_rows]), scale)
+        proba = scorer.predict_proba(inputs[score_rows])
+        return rule(proba, scorer.classes_, scheme.labels)
+
+    start = {
+        "min_samples_leaf": config.scorer_params.get("min_samples_leaf", 1),
+        "embedding_columns": columns if columns is not None else train_x.shape[1],
+    }
+    return search_settings(
+        fit_and_score,
+        train.scores_a,
+        train.scores_b,
+        candidate_settings(start, train_x.shape[1]),
+        budget_seconds=budget,
+        seed=config.seed,
+    )
 
 
 def _training_metadata(

@@ -39,7 +39,9 @@ def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         embedder="hashing",
         scorer_params={"n_estimators": 10, "max_depth": 5},
     )
-    train_router(config, cache=EmbeddingCache.disabled(), out=folder / "router", progress=False)
+    train_router(
+        config, cache=EmbeddingCache.disabled(), out=folder / "router", progress=False
+    )
     return folder / "router"
 
 
@@ -47,7 +49,12 @@ def router_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def servers() -> Iterator[dict[str, Any]]:
     fake_a, fake_b = FakeUpstream(MODEL_A), FakeUpstream(MODEL_B)
     with ServerThread(fake_a.app) as server_a, ServerThread(fake_b.app) as server_b:
-        yield {"fake_a": fake_a, "fake_b": fake_b, "url_a": server_a.url, "url_b": server_b.url}
+        yield {
+            "fake_a": fake_a,
+            "fake_b": fake_b,
+            "url_a": server_a.url,
+            "url_b": server_b.url,
+        }
 
 
 @pytest.fixture
@@ -60,15 +67,21 @@ def fakes(servers: dict[str, Any]) -> tuple[FakeUpstream, FakeUpstream]:
 
 @pytest.fixture
 def controller(router_dir: Path) -> Controller:
-    return Controller(Router.from_pretrained(router_dir), model_a=MODEL_A, model_b=MODEL_B)
+    return Controller(
+        Router.from_pretrained(router_dir), model_a=MODEL_A, model_b=MODEL_B
+    )
 
 
 @pytest.fixture
-def upstreams(servers: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Upstream]:
+def upstreams(
+    servers: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Upstream]:
     monkeypatch.setenv("TEST_CHAT_KEY_A", KEY_A)
     return {
         MODEL_A: Upstream(
-            base_url=f"{servers['url_a']}/v1", api_key_env="TEST_CHAT_KEY_A", max_retries=0
+            base_url=f"{servers['url_a']}/v1",
+            api_key_env="TEST_CHAT_KEY_A",
+            max_retries=0,
         ),
         MODEL_B: Upstream(base_url=f"{servers['url_b']}/v1", max_retries=0),
     }
@@ -78,7 +91,9 @@ def user(text: Any) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
-def test_create_routes_by_threshold(controller: Controller, upstreams: Any, fakes: Any) -> None:
+def test_create_routes_by_threshold(
+    controller: Controller, upstreams: Any, fakes: Any
+) -> None:
     fake_a, fake_b = fakes
     chat = Chat(controller, upstreams)
     # A threshold of 1 sends a prompt to A only when its win rate is exactly 1.
@@ -89,7 +104,8 @@ def test_create_routes_by_threshold(controller: Controller, upstreams: Any, fake
     assert to_a.choices[0].message.content == f"answer from {MODEL_A}"
     assert to_b.model == MODEL_B
     assert to_b.choices[0].message.content == f"answer from {MODEL_B}"
-    assert len(fake_a.requests) == 1 and len(fake_b.requests) == 1
+    assert len(fake_a.requests) == 1
+    assert len(fake_b.requests) == 1
 
 
 def test_create_uses_controller_threshold(
@@ -99,7 +115,7 @@ def test_create_uses_controller_threshold(
     rates = controller.batch_calculate_win_rate(prompts)
     controller.threshold = float(np.median(rates))
     chat = Chat(controller, upstreams)
-    for prompt, rate in zip(prompts, rates):
+    for prompt, rate in zip(prompts, rates, strict=True):
         expected = MODEL_A if rate >= controller.threshold else MODEL_B
         assert chat.completions.create(messages=user(prompt)).model == expected
 
@@ -114,7 +130,11 @@ def test_create_forwards_request_unchanged(
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": "{}"},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": "c1", "content": "42"},
@@ -148,14 +168,18 @@ def test_stream_chunks_name_routed_model(
     controller: Controller, upstreams: Any, fakes: Any
 ) -> None:
     chat = Chat(controller, upstreams)
-    with chat.completions.create(messages=user("math"), threshold=1.0, stream=True) as stream:
+    with chat.completions.create(
+        messages=user("math"), threshold=1.0, stream=True
+    ) as stream:
         chunks = list(stream)
     assert [chunk.model for chunk in chunks] == [MODEL_B] * len(chunks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == f"answer from {MODEL_B}"
 
 
-def test_async_create_and_stream(controller: Controller, upstreams: Any, fakes: Any) -> None:
+def test_async_create_and_stream(
+    controller: Controller, upstreams: Any, fakes: Any
+) -> None:
     chat = AsyncChat(controller, upstreams)
 
     async def run() -> tuple[Any, list[Any]]:
@@ -170,7 +194,8 @@ def test_async_create_and_stream(controller: Controller, upstreams: Any, fakes: 
     response, chunks = asyncio.run(run())
     assert response.model == MODEL_A
     assert response.choices[0].message.content == f"answer from {MODEL_A}"
-    assert chunks and all(chunk.model == MODEL_A for chunk in chunks)
+    assert chunks
+    assert all(chunk.model == MODEL_A for chunk in chunks)
     assert len(fakes[0].requests) == 2
 
 
@@ -178,15 +203,20 @@ def test_empty_prompt_raises_before_embedding(
     controller: Controller, upstreams: Any, fakes: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    monkeypatch.setattr(controller, "predict_proba", lambda prompt: calls.append(prompt))
+    monkeypatch.setattr(
+        controller, "predict_proba", lambda prompt: calls.append(prompt)
+    )
     chat = Chat(controller, upstreams)
     with pytest.raises(InvalidRequestError, match="empty or only whitespace"):
         chat.completions.create(messages=user("  \n "))
     assert calls == []
-    assert fakes[0].requests == [] and fakes[1].requests == []
+    assert fakes[0].requests == []
+    assert fakes[1].requests == []
 
 
-def test_model_and_threshold_together_rejected(controller: Controller, upstreams: Any) -> None:
+def test_model_and_threshold_together_rejected(
+    controller: Controller, upstreams: Any
+) -> None:
     chat = Chat(controller, upstreams)
     with pytest.raises(ValueError, match="either model"):
         chat.completions.create(messages=user("math"), model="rorf-0.2", threshold=0.3)

@@ -1,4 +1,4 @@
-"""CompiledForest against scikit-learn: same probabilities, safe arrays, both kernels."""
+"""CompiledForest against scikit-learn: probabilities, safe arrays, both kernels."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import MMLU, MODEL_A, MODEL_B
 from safetensors.numpy import load_file, save_file
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -20,7 +21,6 @@ from sklearn.ensemble import (
 from sklearn.exceptions import NotFittedError
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
-from conftest import MMLU, MODEL_A, MODEL_B
 from rorf_core.errors import RouterFormatError
 from rorf_core.forest import compiled
 from rorf_core.forest.compiled import (
@@ -52,7 +52,9 @@ def assert_matches_sklearn(estimator, forest: CompiledForest, X: np.ndarray) -> 
     np.testing.assert_allclose(actual, expected, rtol=0, atol=TOLERANCE)
 
 
-def synthetic(n_rows: int = 400, n_features: int = 12, n_classes: int = 4, seed: int = 0):
+def synthetic(
+    n_rows: int = 400, n_features: int = 12, n_classes: int = 4, seed: int = 0
+):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n_rows, n_features)).astype(np.float32)
     # Labels that depend on the features, so trees grow real splits.
@@ -165,6 +167,8 @@ def test_missing_values_follow_sklearn():
         )
         forest = CompiledForest.from_sklearn(estimator)
         assert_matches_sklearn(estimator, forest, queries)
+        for row in queries[:20]:  # the one-row kernel
+            assert_matches_sklearn(estimator, forest, row[np.newaxis, :])
         numpy_forest = CompiledForest.from_arrays(forest.to_arrays(), kernel="numpy")
         np.testing.assert_array_equal(
             numpy_forest.predict_proba(queries), forest.predict_proba(queries)
@@ -424,13 +428,16 @@ def test_numpy_kernel_without_numba(small_forest, tmp_path):
     )
     assert "kernel: numpy" in result.stdout
     assert "refused: kernel='numba' but numba failed to import" in result.stdout
-    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), forest.predict_proba(X))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "out.npy"), forest.predict_proba(X)
+    )
 
 
 def test_parallel_calls_from_threads(small_forest):
     estimator, _ = small_forest
     forest = CompiledForest.from_sklearn(estimator)
-    rows = np.random.default_rng(1).normal(size=(2_000, 12)).astype(np.float32)
+    n_rows = compiled._PARALLEL_MIN_ROWS + 100  # takes the parallel kernel
+    rows = np.random.default_rng(1).normal(size=(n_rows, 12)).astype(np.float32)
     expected = forest.predict_proba(rows)
     results: list[np.ndarray] = []
     errors: list[BaseException] = []
@@ -439,7 +446,7 @@ def test_parallel_calls_from_threads(small_forest):
         try:
             for _ in range(5):
                 results.append(forest.predict_proba(rows))
-        except BaseException as error:  # reported in the main thread
+        except Exception as error:  # noqa: BLE001 - the main thread asserts on it
             errors.append(error)
 
     threads = [threading.Thread(target=predict) for _ in range(4)]
@@ -459,7 +466,7 @@ import numpy as np
 from safetensors.numpy import load_file
 from rorf_core.forest.compiled import CompiledForest
 forest = CompiledForest.from_arrays(load_file(sys.argv[1]))
-rows = np.random.default_rng(0).normal(size=(5_000, forest.n_features))
+rows = np.random.default_rng(0).normal(size=(5_000, forest.n_features))  # > 2048
 rows = rows.astype(np.float32)
 expected = forest.predict_proba(rows)
 def predict():
@@ -486,6 +493,7 @@ def test_threads_with_workqueue_layer(small_forest, tmp_path):
         capture_output=True,
         text=True,
         env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "threads done" in result.stdout
@@ -495,16 +503,18 @@ def test_threads_with_workqueue_layer(small_forest, tmp_path):
 def test_forked_child_after_parallel_call(small_forest):
     estimator, _ = small_forest
     forest = CompiledForest.from_sklearn(estimator)
-    rows = np.random.default_rng(2).normal(size=(2_000, 12)).astype(np.float32)
+    n_rows = compiled._PARALLEL_MIN_ROWS + 100
+    rows = np.random.default_rng(2).normal(size=(n_rows, 12)).astype(np.float32)
     expected = forest.predict_proba(rows)  # runs the parallel kernel here
     assert compiled._parallel_used
     pid = os.fork()
     if pid == 0:  # child: exit code 0 only if prediction works and agrees
+        code = 2
         try:
             ok = np.array_equal(forest.predict_proba(rows), expected)
-            os._exit(0 if ok and compiled._parallel_forbidden else 1)
-        except BaseException:
-            os._exit(2)
+            code = 0 if ok and compiled._parallel_forbidden else 1
+        finally:
+            os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
 
@@ -783,4 +793,6 @@ def test_mmlu_size_against_pickle(mmlu_forest):
 def test_repr(small_forest):
     estimator, _ = small_forest
     text = repr(CompiledForest.from_sklearn(estimator, kernel="numpy"))
-    assert text == "CompiledForest(n_trees=15, n_features=12, n_classes=4, kernel='numpy')"
+    assert (
+        text == "CompiledForest(n_trees=15, n_features=12, n_classes=4, kernel='numpy')"
+    )

@@ -66,7 +66,7 @@ def test_missing_label_keeps_columns_aligned(tmp_path: Path, keyword_plugin, cac
         1.0 if a == 0 and b == 0 else b for a, b in zip(rows["strong/model/score"], rows["weak-model/score"])
     ]
     path = write_table(tmp_path / "t.parquet", rows)
-    result = train_router(config_for(path), cache=cache, progress=False)
+    result = train_router(config_for(path, recipe="rorf"), cache=cache, progress=False)
     scorer = result.router.scorer
     assert 1 not in scorer.classes_
     prompts = ["math question", "law question"]
@@ -109,3 +109,33 @@ def test_eval_dataset_used_instead_of_split(tmp_path: Path, keyword_plugin, cach
 def test_eval_fraction_validated() -> None:
     with pytest.raises(ValueError, match="eval_fraction"):
         TrainingConfig(dataset="x.parquet", eval_fraction=1.0)
+
+
+def test_default_recipe_is_gap_regression(battles_file: Path, keyword_plugin, cache, tmp_path: Path) -> None:
+    result = train_router(config_for(battles_file), cache=cache, out=tmp_path / "r", progress=False)
+    router = result.router
+    assert router.label_scheme.name == "score_gap"
+    assert router.scorer.is_regressor
+    # The keyword embedder has 7 columns, fewer than the recipe's 32.
+    assert router.embedding_columns == 7
+    assert router.scorer.n_features_in_ == 7 + len(router.text_features)
+    prompts = ["math question", "law question"]
+    inputs = router.features(prompts, router.embed(prompts))
+    expected = 0.5 + 0.5 * np.clip(router.scorer.estimator_.predict(inputs), -1, 1)
+    np.testing.assert_allclose(router.win_rate(prompts), expected, atol=1e-6)
+    loaded = Router.from_pretrained(tmp_path / "r")
+    np.testing.assert_allclose(loaded.win_rate(prompts), router.win_rate(prompts), atol=1e-12)
+
+
+def test_rorf_recipe_settings(battles_file: Path, keyword_plugin, cache) -> None:
+    config = config_for(battles_file, recipe="rorf", scorer_params={"n_estimators": 5}).resolved()
+    assert config.scorer == "random-forest"
+    assert config.scorer_params == {"n_estimators": 5, "max_depth": 20, "max_features": 1.0, "random_state": 0}
+    assert config.label_scheme == "rorf"
+    assert config.decision_rule == "p_a_needed"
+    assert config.text_features == ()
+
+
+def test_mismatched_rule_and_scheme_rejected(battles_file: Path, keyword_plugin, cache) -> None:
+    with pytest.raises(ValueError, match="decision rule 'p_a_needed' reads classes"):
+        train_router(config_for(battles_file, decision_rule="p_a_needed"), cache=cache)

@@ -13,13 +13,17 @@ from rorf_core.cli.options import cache_from_option, parse_key_values
 @click.option("--dataset", required=True, help="Training table: .parquet, .csv, .jsonl or a hub dataset name.")
 @click.option("--model-a", help="Model A (usually the stronger one), as in its '<model>/score' column.")
 @click.option("--model-b", help="Model B, as in its '<model>/score' column.")
+@click.option("--recipe", type=click.Choice(["default", "rorf"]), default="default", show_default=True, help="Settings to start from: 'default' (extra-trees regressor on the score gap, 32 embedding columns plus text features) or 'rorf' (RoRF's 4-class random forest).")
 @click.option("--embedder", default="wordllama", show_default=True, help="Registered embedder name (see `rorf plugins`).")
 @click.option("--embedder-option", "embedder_options", multiple=True, metavar="KEY=VALUE", help="Embedder option; repeat for more. Values are parsed as JSON when possible.")
-@click.option("--scorer", default="random-forest", show_default=True, help="Registered forest backend name.")
+@click.option("--scorer", help="Registered forest backend name (default: the recipe's).")
 @click.option("--scorer-option", "scorer_options", multiple=True, metavar="KEY=VALUE", help="Extra forest parameter; repeat for more.")
-@click.option("--max-depth", type=click.IntRange(min=1), default=20, show_default=True, help="Maximum depth of each tree.")
-@click.option("--n-estimators", type=click.IntRange(min=1), default=100, show_default=True, help="Number of trees.")
-@click.option("--max-features", default="1.0", show_default=True, help="Features tried per split: a fraction (0-1], a count, or 'sqrt'/'log2'.")
+@click.option("--max-depth", type=click.IntRange(min=1), help="Maximum depth of each tree (recipe default: none for 'default', 20 for 'rorf').")
+@click.option("--n-estimators", type=click.IntRange(min=1), help="Number of trees (recipe default: 300 / 100).")
+@click.option("--max-features", help="Features tried per split: a fraction (0-1], a count, or 'sqrt'/'log2' (recipe default: 0.5 / 1.0).")
+@click.option("--min-samples-leaf", type=click.IntRange(min=1), help="Fewest training rows in a leaf (recipe default: 10 / 1).")
+@click.option("--search", is_flag=True, help="Choose forest settings by cross-validation on the training rows before the final fit.")
+@click.option("--search-budget", type=click.FloatRange(min=1), default=600, show_default=True, help="Time budget for --search, in seconds.")
 @click.option("--eval-dataset", help="Held-out table to evaluate on instead of a split of --dataset.")
 @click.option("--eval-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.2, show_default=True, help="Share of --dataset held out for evaluation.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for the split and the forest.")
@@ -30,13 +34,17 @@ def train(
     dataset: str,
     model_a: str | None,
     model_b: str | None,
+    recipe: str,
     embedder: str,
     embedder_options: tuple[str, ...],
-    scorer: str,
+    scorer: str | None,
     scorer_options: tuple[str, ...],
-    max_depth: int,
-    n_estimators: int,
-    max_features: str,
+    max_depth: int | None,
+    n_estimators: int | None,
+    max_features: str | None,
+    min_samples_leaf: int | None,
+    search: bool,
+    search_budget: float,
     eval_dataset: str | None,
     eval_fraction: float,
     seed: int,
@@ -47,15 +55,17 @@ def train(
     """Train a router, report it on held-out rows, and save it to --out."""
     from rorf_core.training import TrainingConfig, train_router
 
-    scorer_params = {
+    given = {
         "max_depth": max_depth,
         "n_estimators": n_estimators,
-        "max_features": _parse_max_features(max_features),
-        "random_state": seed,
-        **parse_key_values(scorer_options, "--scorer-option"),
+        "max_features": None if max_features is None else _parse_max_features(max_features),
+        "min_samples_leaf": min_samples_leaf,
     }
+    scorer_params = {key: value for key, value in given.items() if value is not None}
+    scorer_params.update(parse_key_values(scorer_options, "--scorer-option"))
     config = TrainingConfig(
         dataset=dataset,
+        recipe=recipe,
         model_a=model_a,
         model_b=model_b,
         embedder=embedder,
@@ -68,7 +78,11 @@ def train(
         drop_invalid=drop_invalid,
     )
     cache = cache_from_option(no_cache)
-    result = train_router(config, cache=cache, out=Path(out))
+    result = train_router(
+        config, cache=cache, out=Path(out), search_budget=search_budget if search else None
+    )
+    if result.search is not None:
+        click.echo(result.search.summary())
     stats = cache.last_stats
     if stats is not None:
         click.echo(

@@ -26,6 +26,9 @@ class Scorer(abc.ABC):
 
     #: Registry name saved in router metadata, for example ``"random-forest"``.
     name: ClassVar[str]
+    #: True for a regressor: it fits a numeric target and implements
+    #: :meth:`predict`; ``classes_`` is then ``[0]``.
+    is_regressor: ClassVar[bool] = False
 
     classes_: np.ndarray
     n_features_in_: int
@@ -44,6 +47,10 @@ class Scorer(abc.ABC):
     @abc.abstractmethod
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Return class probabilities ``(n, len(classes_))`` for embeddings ``X``."""
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Return the predicted number for each row; regressors only."""
+        raise TypeError(f"{self.name} is a classifier: use predict_proba")
 
     @abc.abstractmethod
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

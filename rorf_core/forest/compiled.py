@@ -82,12 +82,15 @@ _ALLOWED_DTYPES = {
 }
 
 # Kernel choice by batch size (numba). Below _BLOCK_MIN_ROWS rows, each row
-# steps all trees together; larger batches walk blocks of _BLOCK_ROWS rows
-# tree by tree, on numba's threads from _PARALLEL_MIN_ROWS rows. The values
-# come from `benchmarks/bench_forest.py --sweep` on 2 cores.
-_BLOCK_MIN_ROWS = 8
+# steps all trees together, and larger batches walk blocks of _BLOCK_ROWS
+# rows tree by tree (the crossover measured with `benchmarks/bench_forest.py
+# --sweep` on a RoRF forest, 2 cores). From _PARALLEL_MIN_ROWS rows the blocks
+# run on numba's threads. That is about 15 ms of serial work for a RoRF
+# forest, so waking a thread, which took milliseconds on a busy machine,
+# costs little.
+_BLOCK_MIN_ROWS = 4
 _BLOCK_ROWS = 16
-_PARALLEL_MIN_ROWS = 256
+_PARALLEL_MIN_ROWS = 2048
 # Rows per step of the numpy kernel; bounds its (rows * trees) work arrays.
 _NUMPY_CHUNK_ROWS = 4096
 
@@ -121,15 +124,21 @@ def round_down_to_float32(values: np.ndarray) -> np.ndarray:
 # tree order, so all of them return bit-identical results.
 
 
-def _find_infinite_row(X: np.ndarray) -> int:
-    # sklearn rejects infinite inputs (NaN is allowed), so the kernels do too.
+def _inspect_rows(X: np.ndarray) -> tuple[int, bool]:
+    # Return the first row with an infinite value (-1 if none) and whether X
+    # has a NaN. sklearn rejects infinite inputs, so the kernels do too, and
+    # without NaN they skip the missing-value test, which costs a quarter of
+    # the walk time.
+    has_nan = False
     for row in range(X.shape[0]):
-        found = False
+        infinite = False
         for column in range(X.shape[1]):
-            found |= abs(X[row, column]) == math.inf
-        if found:
-            return row
-    return -1
+            value = X[row, column]
+            infinite |= abs(value) == math.inf
+            has_nan |= math.isnan(value)
+        if infinite:
+            return row, has_nan
+    return -1, has_nan
 
 
 def _step(
@@ -141,13 +150,16 @@ def _step(
     threshold: np.ndarray,
     missing_go_to_left: np.ndarray,
     children: np.ndarray,
+    check_nan: bool,
 ) -> int:
     # Return the child code that X[row] reaches from local node code `node`,
     # or `node` itself when it is a leaf code (< 0). Call it only for a tree
     # with at least one internal node, so that its root index is valid.
     i = node_begin + max(node, 0)
     value = X[row, feature[i]]
-    go_left = (value <= threshold[i]) | ((value != value) & missing_go_to_left[i])
+    go_left = value <= threshold[i]
+    if check_nan:
+        go_left |= math.isnan(value) & missing_go_to_left[i]
     child = np.int64(children[i, np.int64(not go_left)])
     return child if node >= 0 else node
 
@@ -172,7 +184,7 @@ def _predict_rows(
     # Fill out[row] with the mean leaf value over the trees, a row at a time,
     # stepping all trees of the row level by level. Return -1, or the first
     # row with an infinite value (out is then unset).
-    bad_row = _find_infinite_row(X)
+    bad_row, has_nan = _inspect_rows(X)
     if bad_row >= 0:
         return bad_row
     n_trees = node_offset.shape[0] - 1
@@ -195,6 +207,7 @@ def _predict_rows(
                         threshold,
                         missing_go_to_left,
                         children,
+                        has_nan,
                     )
         out[row, :] = 0.0
         for tree in range(n_trees):
@@ -215,6 +228,7 @@ def _predict_block(
     leaf_offset: np.ndarray,
     leaf_value: np.ndarray,
     depth: np.ndarray,
+    check_nan: bool,
     out: np.ndarray,
 ) -> None:
     # Fill out[start:start + size] one tree at a time, so that the tree stays
@@ -235,6 +249,7 @@ def _predict_block(
                     threshold,
                     missing_go_to_left,
                     children,
+                    check_nan,
                 )
         for j in range(size):
             _add_leaf(out, start + j, leaf_offset[tree] - state[j] - 1, leaf_value)
@@ -254,7 +269,7 @@ def _predict_blocks_serial(
     out: np.ndarray,
 ) -> int:
     # The contract of _predict_rows, for batches: blocks of _BLOCK_ROWS rows.
-    bad_row = _find_infinite_row(X)
+    bad_row, has_nan = _inspect_rows(X)
     if bad_row >= 0:
         return bad_row
     n_rows = X.shape[0]
@@ -271,6 +286,7 @@ def _predict_blocks_serial(
             leaf_offset,
             leaf_value,
             depth,
+            has_nan,
             out,
         )
     return -1
@@ -292,7 +308,7 @@ def _predict_blocks_parallel(
     # is a function of its own because numba's on-disk cache keys the
     # compilations of one function by signature, not by the parallel option,
     # so a parallel=True twin would load the parallel code for the serial one.
-    bad_row = _find_infinite_row(X)
+    bad_row, has_nan = _inspect_rows(X)
     if bad_row >= 0:
         return bad_row
     n_rows = X.shape[0]
@@ -311,6 +327,7 @@ def _predict_blocks_parallel(
             leaf_offset,
             leaf_value,
             depth,
+            has_nan,
             out,
         )
     return -1
@@ -369,10 +386,10 @@ if numba is not None:
     _prange = numba.prange
     # cache=True writes the machine code beside this file (or under
     # NUMBA_CACHE_DIR), so a new process loads it instead of compiling.
-    # fastmath stays off: it would let LLVM assume that no value is NaN and
-    # break the missing-value branch and the exact comparisons.
+    # fastmath stays off: it would let LLVM assume that no value is NaN, which
+    # breaks the missing-value branch, and reorder the sums over trees.
     _jit = numba.njit(cache=True, fastmath=False, nogil=True)
-    _find_infinite_row = _jit(_find_infinite_row)
+    _inspect_rows = _jit(_inspect_rows)
     _step = _jit(_step)
     _add_leaf = _jit(_add_leaf)
     _predict_rows = _jit(_predict_rows)
@@ -412,13 +429,17 @@ def _predict_numba(
     n_rows = X.shape[0]
     if n_rows < _BLOCK_MIN_ROWS:
         return _predict_rows(X, *arrays, out)
-    if n_rows >= _PARALLEL_MIN_ROWS and not _parallel_forbidden:
-        if _parallel_lock.acquire(blocking=False):
-            try:
-                _parallel_used = True
-                return _predict_blocks_parallel(X, *arrays, out)
-            finally:
-                _parallel_lock.release()
+    parallel = n_rows >= _PARALLEL_MIN_ROWS and not _parallel_forbidden
+    if (
+        parallel
+        and numba.get_num_threads() > 1
+        and _parallel_lock.acquire(blocking=False)
+    ):
+        try:
+            _parallel_used = True
+            return _predict_blocks_parallel(X, *arrays, out)
+        finally:
+            _parallel_lock.release()
     return _predict_blocks_serial(X, *arrays, out)
 
 
@@ -479,34 +500,50 @@ def _predict_numpy(
 # Conversion from scikit-learn.
 
 
-def _fitted_trees(estimator: Any) -> tuple[list[Any], int, int]:
-    # Return the sklearn Tree objects, n_features and n_classes.
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
-    from sklearn.tree import DecisionTreeClassifier
+def _fitted_trees(estimator: Any) -> tuple[list[Any], int, int, bool]:
+    # Return the sklearn Tree objects, n_features, n_classes and whether the
+    # estimator is a classifier. A regressor has one output column.
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
     from sklearn.utils.validation import check_is_fitted
 
-    if isinstance(estimator, (RandomForestClassifier, ExtraTreesClassifier)):
+    forests = (
+        RandomForestClassifier,
+        ExtraTreesClassifier,
+        RandomForestRegressor,
+        ExtraTreesRegressor,
+    )
+    if isinstance(estimator, forests):
         check_is_fitted(estimator)
         trees = [member.tree_ for member in estimator.estimators_]
-    elif isinstance(estimator, DecisionTreeClassifier):
+    elif isinstance(estimator, (DecisionTreeClassifier, DecisionTreeRegressor)):
         check_is_fitted(estimator)
         trees = [estimator.tree_]
     else:
         raise TypeError(
-            "CompiledForest.from_sklearn needs a fitted RandomForestClassifier, "
-            "ExtraTreesClassifier or DecisionTreeClassifier, got "
+            "CompiledForest.from_sklearn needs a fitted random forest, extra trees "
+            "or decision tree (classifier or regressor), got "
             f"{type(estimator).__name__}."
         )
     if estimator.n_outputs_ != 1:
         raise ValueError(
-            "CompiledForest supports single-output classifiers, but the "
+            "CompiledForest supports single-output forests, but the "
             f"estimator was fitted on {estimator.n_outputs_} outputs; fit it "
-            "on a 1-D label array."
+            "on a 1-D target array."
         )
-    return trees, int(estimator.n_features_in_), int(estimator.n_classes_)
+    is_classifier = hasattr(estimator, "classes_")
+    n_classes = int(estimator.n_classes_) if is_classifier else 1
+    return trees, int(estimator.n_features_in_), n_classes, is_classifier
 
 
-def _compile_tree(tree: Any, n_classes: int) -> dict[str, np.ndarray]:
+def _compile_tree(
+    tree: Any, n_classes: int, is_classifier: bool = True
+) -> dict[str, np.ndarray]:
     # Split one sklearn Tree into internal-node arrays and leaf probabilities.
     left = tree.children_left
     right = tree.children_right
@@ -520,10 +557,13 @@ def _compile_tree(tree: Any, n_classes: int) -> dict[str, np.ndarray]:
     missing = getattr(tree, "missing_go_to_left", None)  # sklearn >= 1.3
     if missing is None:
         missing = np.zeros(tree.node_count, dtype=bool)
-    # The normalisation of DecisionTreeClassifier.predict_proba, in float64.
+    # The normalisation of DecisionTreeClassifier.predict_proba, in float64;
+    # a regressor's leaf value is already the mean target.
     value = tree.value[leaves, 0, :n_classes].astype(np.float64)
     total = value.sum(axis=1, keepdims=True)
     total[total == 0.0] = 1.0
+    if not is_classifier:
+        total[:] = 1.0
     return {
         "feature": tree.feature[internal].astype(np.int64),
         "threshold": round_down_to_float32(tree.threshold[internal]),
@@ -555,9 +595,7 @@ def _concatenate_trees(
         "node_offset": np.concatenate([[0], np.cumsum(n_internal)]).astype(
             offset_dtype
         ),
-        "leaf_offset": np.concatenate([[0], np.cumsum(n_leaves)]).astype(
-            offset_dtype
-        ),
+        "leaf_offset": np.concatenate([[0], np.cumsum(n_leaves)]).astype(offset_dtype),
         "leaf_value": joined("leaf_value"),
         "n_features": np.array(n_features, dtype=np.int64),
     }
@@ -585,8 +623,7 @@ def _checked_dtypes(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
     for name in _ARRAY_NAMES:
         if name not in arrays:
             raise RouterFormatError(
-                f"forest array {name!r} is missing; a compiled forest needs "
-                f"{expected}."
+                f"forest array {name!r} is missing; a compiled forest needs {expected}."
             )
     unknown = sorted(set(arrays) - set(_ARRAY_NAMES))
     if unknown:
@@ -613,7 +650,9 @@ def _checked_dtypes(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
 def _check_shapes(arrays: dict[str, np.ndarray]) -> None:
     n_features = arrays["n_features"]
     if n_features.ndim != 0:
-        raise _invalid("n_features", f"expected a 0-d array, got shape {n_features.shape}")
+        raise _invalid(
+            "n_features", f"expected a 0-d array, got shape {n_features.shape}"
+        )
     if int(n_features) < 1:
         raise _invalid("n_features", f"{int(n_features)} is not a positive count")
     if arrays["feature"].ndim != 1:
@@ -643,7 +682,8 @@ def _check_shapes(arrays: dict[str, np.ndarray]) -> None:
     leaf_value = arrays["leaf_value"]
     if leaf_value.ndim != 2 or leaf_value.shape[1] < 1:
         raise _invalid(
-            "leaf_value", f"expected shape (n_leaves, n_classes), got {leaf_value.shape}"
+            "leaf_value",
+            f"expected shape (n_leaves, n_classes), got {leaf_value.shape}",
         )
 
 
@@ -736,6 +776,7 @@ def _scan_trees_numpy(
     tree_size = n_internal[tree_of_node][:, None]
     children = children.astype(np.int64)
     is_internal = children >= 0
+
     valid = np.where(
         is_internal,
         (children > local) & (children < tree_size),
@@ -745,6 +786,7 @@ def _scan_trees_numpy(
         node, side = np.argwhere(~valid)[0]
         tree = int(tree_of_node[node])
         return _CHILD_OUT_OF_RANGE, tree, int(local[node, 0]), int(children[node, side])
+
     child_node = np.where(is_internal, node_begin + children, -1)
     child_leaf = (leaf_offset[tree_of_node][:, None] - children - 1)[~is_internal]
     has_split = n_internal > 0
@@ -753,6 +795,7 @@ def _scan_trees_numpy(
     # Roots need no parent; no child code can point at one, so count one.
     node_parents[node_offset[:-1][has_split]] += 1
     leaf_parents[leaf_offset[:-1][~has_split]] += 1
+
     for problem, parents, offset in (
         (_NODE_PARENTS, node_parents, node_offset),
         (_LEAF_PARENTS, leaf_parents, leaf_offset),
@@ -771,7 +814,7 @@ def _tree_depths(
 ) -> np.ndarray:
     # Return each tree's depth, the number of internal nodes on its longest
     # root-to-leaf path, visiting all trees one level per step. child_node
-    # holds global internal-node indices, or -1 for a leaf.
+    # contains global internal-node indices, or -1 for a leaf.
     depth = np.zeros(node_offset.shape[0] - 1, dtype=np.int64)
     level_nodes = node_offset[:-1][np.diff(node_offset) > 0]
     level = 0
@@ -868,7 +911,9 @@ class CompiledForest:
         )
 
     @classmethod
-    def from_sklearn(cls, estimator: Any, *, kernel: str | None = None) -> CompiledForest:
+    def from_sklearn(
+        cls, estimator: Any, *, kernel: str | None = None
+    ) -> CompiledForest:
         """Compile a fitted sklearn forest or decision tree classifier.
 
         Accepts ``RandomForestClassifier``, ``ExtraTreesClassifier`` and
@@ -877,7 +922,12 @@ class CompiledForest:
         values. Raises TypeError for other estimators, ValueError for
         multi-output ones and sklearn's NotFittedError before ``fit``.
         """
-        trees, n_features, n_classes = _fitted_trees(estimator)
+        trees, n_features, n_classes, is_classifier = _fitted_trees(estimator)
+        if not is_classifier:
+            raise TypeError(
+                f"{type(estimator).__name__} is a regressor: compile it with "
+                "compile_regressor(), which returns the forest and its target range"
+            )
         parts = [_compile_tree(tree, n_classes) for tree in trees]
         return cls(_concatenate_trees(parts, n_features), kernel=kernel)
 
@@ -894,12 +944,12 @@ class CompiledForest:
         return cls(arrays, kernel=kernel)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Return copies of the flat arrays, ready for ``safetensors.numpy.save_file``."""
+        """Return copies of the flat arrays, ready for safetensors' ``save_file``."""
         return {name: array.copy() for name, array in self._arrays.items()}
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the flat arrays."""
+        """Total size of the flat arrays in bytes."""
         return sum(array.nbytes for array in self._arrays.values())
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -960,3 +1010,35 @@ class CompiledForest:
             f"CompiledForest(n_trees={self.n_trees}, n_features={self.n_features}, "
             f"n_classes={self.n_classes}, kernel={self.kernel!r})"
         )
+
+
+def compile_regressor(
+    estimator: Any, *, kernel: str | None = None
+) -> tuple[CompiledForest, float, float]:
+    """Compile a fitted forest regressor; return ``(forest, low, high)``.
+
+    Each leaf's mean target ``v`` is stored as the two-column probability
+    row ``[(v - low) / (high - low), (high - v) / (high - low)]``, where
+    ``low`` and ``high`` are the smallest and largest leaf values, so the
+    classifier kernel and its format checks serve regressors unchanged.
+    The forest's prediction is ``low + (high - low) * predict_proba(X)[:, 0]``,
+    exact to float32 precision of the leaf values.
+    """
+    trees, n_features, _, is_classifier = _fitted_trees(estimator)
+    if is_classifier:
+        raise TypeError(
+            f"{type(estimator).__name__} is a classifier: use from_sklearn()"
+        )
+    parts = [_compile_tree(tree, 1, is_classifier=False) for tree in trees]
+    # Leaf values read in float64 from the trees, not the float32 copies.
+    exact = [
+        tree.value[tree.children_left == -1, 0, 0].astype(np.float64) for tree in trees
+    ]
+    low = float(min(values.min() for values in exact))
+    high = float(max(values.max() for values in exact))
+    span = high - low if high > low else 1.0
+    for part, values in zip(parts, exact):
+        share = (values - low) / span
+        part["leaf_value"] = np.stack([share, 1.0 - share], axis=1).astype(np.float32)
+    forest = CompiledForest(_concatenate_trees(parts, n_features), kernel=kernel)
+    return forest, low, low + span

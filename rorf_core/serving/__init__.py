@@ -3,9 +3,9 @@
 Install the ``serve`` extra (``pip install 'rorf-core[serve]'``) for the
 server. :class:`Upstream`, :func:`routing_text` and
 :func:`threshold_from_model` need none of its packages, so
-``rorf_core.chat`` uses them with only ``openai`` installed; the server
+``rorf_core.chat`` uses them with only ``openai`` installed. The server
 names (:func:`create_app`, :class:`ServeSettings`) import Starlette and
-httpx on first use.
+httpx2 on first use.
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def _not_negative(instance: Any, attribute: Any, value: float) -> None:
 
 @attrs.frozen(kw_only=True)
 class ServeSettings:
-    """How the server admits, routes and batches requests.
+    """Settings for admitting, routing and batching requests.
 
     :param api_key: the key clients must send as ``Authorization: Bearer``;
         ``None`` admits every request. It is never forwarded or logged.
@@ -77,6 +77,8 @@ class ServeSettings:
     :param embed_timeout_s: the most seconds a request waits for its
         routing score before it gets HTTP 503.
     :param max_queue: the most prompts waiting for a score; more get 503.
+    :param max_upstream_connections: the most open connections to each
+        upstream; more concurrent requests wait for one to be free.
     """
 
     api_key: str | None = attrs.field(default=None, repr=False)
@@ -86,9 +88,10 @@ class ServeSettings:
     log_prompts: bool = False
     max_body_bytes: int = attrs.field(default=1_048_576, validator=_positive)
     max_batch: int = attrs.field(default=64, validator=_positive)
-    batch_wait_ms: float = attrs.field(default=2.0, validator=_not_negative)
+    batch_wait_ms: float = attrs.field(default=1.0, validator=_not_negative)
     embed_timeout_s: float = attrs.field(default=10.0, validator=_positive)
     max_queue: int = attrs.field(default=4096, validator=_positive)
+    max_upstream_connections: int = attrs.field(default=100, validator=_positive)
 
 
 class RoutingService:
@@ -103,7 +106,9 @@ class RoutingService:
         self.controller = controller
         self.settings = settings
         checked = check_upstreams(upstreams, controller.model_a, controller.model_b)
-        self.upstream = UpstreamClient(checked)
+        self.upstream = UpstreamClient(
+            checked, max_connections=settings.max_upstream_connections
+        )
         self.batcher = MicroBatcher(
             controller.router.win_rate,
             max_batch=settings.max_batch,
@@ -119,8 +124,10 @@ class RoutingService:
         await self.batcher.start()
         logger.info(
             "routing between %s (A) and %s (B) at threshold %g, on %s",
-            self.controller.model_a, self.controller.model_b,
-            self.controller.threshold, self.settings.route_on,
+            self.controller.model_a,
+            self.controller.model_b,
+            self.controller.threshold,
+            self.settings.route_on,
         )
         try:
             yield
@@ -148,16 +155,14 @@ class RoutingService:
         request_id = uuid.uuid4().hex[:16]
         self._check_api_key(request)
         body = await self._read_body(request)
-        try:
-            threshold = threshold_from_model(body.get("model"), self.controller.threshold)
-            stream = _stream_flag(body)
-            prompt = routing_text(body.get("messages"), self.settings.route_on)
-        except InvalidRequestError as error:
-            raise APIError.invalid_request(error) from None
+        threshold, stream, prompt = self._parse(body)
+
         win_rate = await self._score(prompt)
-        routed = self.controller.model_a if win_rate >= threshold else self.controller.model_b
+        controller = self.controller
+        routed = controller.model_a if win_rate >= threshold else controller.model_b
         routing_ms = (time.perf_counter() - started) * 1000
         self._log_decision(request_id, routed, win_rate, threshold, routing_ms, prompt)
+
         headers = {
             "x-rorf-request-id": request_id,
             "x-rorf-model": routed,
@@ -168,26 +173,57 @@ class RoutingService:
         forwarded = {**body, "model": routed}
         if stream:
             return await self._stream(request_id, routed, forwarded, headers)
+        return await self._complete(request_id, routed, forwarded, headers, started)
+
+    def _parse(self, body: dict[str, Any]) -> tuple[float, bool, str]:
+        """Return the threshold, the stream flag and the routing text, or raise 400."""
+        try:
+            threshold = threshold_from_model(
+                body.get("model"), self.controller.threshold
+            )
+            stream = _stream_flag(body)
+            prompt = routing_text(body.get("messages"), self.settings.route_on)
+        except InvalidRequestError as error:
+            raise APIError.invalid_request(error) from None
+        return threshold, stream, prompt
+
+    async def _complete(
+        self,
+        request_id: str,
+        routed: str,
+        forwarded: dict[str, Any],
+        headers: dict[str, str],
+        started: float,
+    ) -> Response:
         reply = await self.upstream.complete(routed, forwarded, request_id)
         reply.body["model"] = routed
-        headers["x-rorf-upstream-ms"] = f"{reply.elapsed_ms:.3f}"
         server_ms = (time.perf_counter() - started) * 1000
+        headers["x-rorf-upstream-ms"] = f"{reply.elapsed_ms:.3f}"
         headers["x-rorf-server-ms"] = f"{server_ms:.3f}"
         logger.info(
-            "request %s: %s answered in %.1f ms (server total %.1f ms)",
-            request_id, routed, reply.elapsed_ms, server_ms,
+            "request %s: %s responded in %.1f ms (server total %.1f ms)",
+            request_id,
+            routed,
+            reply.elapsed_ms,
+            server_ms,
         )
         return JSONResponse(reply.body, headers=headers)
 
     async def _stream(
-        self, request_id: str, routed: str, forwarded: dict[str, Any], headers: dict[str, str]
+        self,
+        request_id: str,
+        routed: str,
+        forwarded: dict[str, Any],
+        headers: dict[str, str],
     ) -> Response:
         upstream_stream = await self.upstream.open_stream(routed, forwarded, request_id)
         headers["x-rorf-upstream-ms"] = f"{upstream_stream.elapsed_ms:.3f}"
         headers["cache-control"] = "no-cache"
         logger.info(
             "request %s: %s started streaming after %.1f ms",
-            request_id, routed, upstream_stream.elapsed_ms,
+            request_id,
+            routed,
+            upstream_stream.elapsed_ms,
         )
         return StreamingResponse(
             upstream_stream.events(), media_type="text/event-stream", headers=headers
@@ -232,7 +268,8 @@ class RoutingService:
                 chunks.append(chunk)
         except ClientDisconnect:
             raise APIError(
-                400, "the client disconnected while sending the body",
+                400,
+                "the client disconnected while sending the body",
                 type="invalid_request_error",
             ) from None
         try:
@@ -304,7 +341,12 @@ class RoutingService:
         logger.info(
             "request %s: routed to %s (%s), win rate %.4f, threshold %g, "
             "routing %.2f ms",
-            request_id, routed, side, win_rate, threshold, routing_ms,
+            request_id,
+            routed,
+            side,
+            win_rate,
+            threshold,
+            routing_ms,
         )
         if self.settings.log_prompts:
             logger.info("request %s: routed on prompt %r", request_id, prompt)
@@ -373,6 +415,8 @@ def create_app(
         HTTPException: _http_error_response,
         Exception: _unexpected_error_response,
     }
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=service.lifespan)
+    app = Starlette(
+        routes=routes, exception_handlers=handlers, lifespan=service.lifespan
+    )
     app.state.service = service
     return app

@@ -1,11 +1,11 @@
 """A micro-batcher: concurrent routing requests share one scoring call.
 
 Each request puts its prompt on a queue and awaits a future. One collector
-task takes the first waiting prompt, then gathers more for up to
-``max_wait_s`` or until ``max_batch`` prompts, and scores them with one call
-in a worker thread, so the event loop keeps serving while the embedder and
-the forest run. Embedding many prompts at once costs little more than one,
-and a remote embedder gets one API call instead of dozens.
+task takes the first waiting prompt and gathers more, for up to
+``max_wait_s`` or until it has ``max_batch`` prompts. It scores them with
+one call in a worker thread, so the event loop keeps serving while the
+embedder and the forest run. Embedding many prompts at once costs little
+more than one, and a remote embedder gets one API call instead of dozens.
 
 A request waits at most ``timeout_s`` for its score, whatever the embedder
 does: past that it fails with :class:`EmbeddingTimeoutError`. A scoring call
@@ -65,7 +65,7 @@ class MicroBatcher:
         score_batch: ScoreBatch,
         *,
         max_batch: int = 64,
-        max_wait_s: float = 0.002,
+        max_wait_s: float = 0.001,
         timeout_s: float = 10.0,
         max_queue: int = 4096,
     ) -> None:
@@ -177,7 +177,9 @@ class MicroBatcher:
         except Exception as error:  # noqa: BLE001 - any embedder failure fails the batch
             logger.warning(
                 "scoring a batch of %d prompts failed: %s: %s",
-                len(prompts), type(error).__name__, error,
+                len(prompts),
+                type(error).__name__,
+                error,
             )
             failure = ScoringError(f"{type(error).__name__}: {error}")
             failure.__cause__ = error
@@ -187,9 +189,10 @@ class MicroBatcher:
             return
         logger.debug(
             "scored a batch of %d prompts in %.2f ms",
-            len(prompts), (time.perf_counter() - started) * 1000,
+            len(prompts),
+            (time.perf_counter() - started) * 1000,
         )
-        for (_, future), value in zip(batch, scores):
+        for (_, future), value in zip(batch, scores, strict=True):
             if not future.done():
                 future.set_result(float(value))
 
@@ -203,7 +206,9 @@ class MicroBatcher:
             )
         return scores
 
-    async def _retry_without(self, batch: list[_Item], error: InvalidInputError) -> None:
+    async def _retry_without(
+        self, batch: list[_Item], error: InvalidInputError
+    ) -> None:
         # The embedder named one bad prompt; only its request fails.
         index = error.index if 0 <= error.index < len(batch) else None
         if index is None or len(batch) == 1:

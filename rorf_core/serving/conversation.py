@@ -2,9 +2,9 @@
 
 ``last-user`` (the default) scores the text of the last message whose role
 is ``user``. The routers are trained on single prompts, and in a multi-turn
-chat the last user turn is the request the next answer must serve; earlier
-turns, tool results and system prompts would pull the score towards text
-the router never saw in training.
+chat the last user turn is the request that the next answer must serve.
+Earlier turns, tool results and system prompts would pull the score towards
+text the router never saw in training.
 
 ``conversation`` scores the text of every message, in order, joined with
 blank lines, whatever its role. Use it when the difficulty of a request

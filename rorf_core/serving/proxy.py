@@ -2,8 +2,8 @@
 
 The request body goes out as the client sent it, with only ``model``
 replaced by the routed model's name. No header of the client's request is
-forwarded: the upstream sees its own key (if any) and a JSON content type,
-so the server's key and anything else the client sent stay on this side.
+forwarded. The upstream receives its own key (if any) and a JSON content
+type, so the server's key and anything else the client sent stay here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 
 from rorf_core.serving.protocol import APIError, error_body
 from rorf_core.serving.upstream import Upstream
@@ -65,7 +65,8 @@ class UpstreamStream:
         except httpx.TimeoutException:
             logger.warning(
                 "request %s: upstream model %r timed out mid-stream",
-                self.request_id, self.model,
+                self.request_id,
+                self.model,
             )
             yield _error_event(
                 f"upstream model {self.model!r} timed out during the stream",
@@ -74,7 +75,9 @@ class UpstreamStream:
         except httpx.HTTPError as error:
             logger.warning(
                 "request %s: upstream model %r failed mid-stream: %s",
-                self.request_id, self.model, error,
+                self.request_id,
+                self.model,
+                error,
             )
             yield _error_event(
                 f"upstream model {self.model!r} failed during the stream: "
@@ -87,10 +90,18 @@ class UpstreamStream:
 
 
 class UpstreamClient:
-    """One pooled httpx client per upstream, keyed by model name."""
+    """One pooled httpx client per upstream, keyed by model name.
 
-    def __init__(self, upstreams: Mapping[str, Upstream]) -> None:
+    :param max_connections: the most open connections to each upstream.
+        Requests beyond it wait for a free connection, within the upstream's
+        timeout.
+    """
+
+    def __init__(
+        self, upstreams: Mapping[str, Upstream], *, max_connections: int = 100
+    ) -> None:
         self.upstreams = dict(upstreams)
+        self.max_connections = max_connections
         # The upstream keys are read once, at start-up, so a missing variable
         # fails the server's start instead of its first request.
         self._keys = {name: up.resolve_api_key() for name, up in self.upstreams.items()}
@@ -100,9 +111,13 @@ class UpstreamClient:
         client = self._clients.get(model)
         if client is None:
             upstream = self.upstreams[model]
-            # Each connection serves one in-flight client request, which the
-            # server already admitted, so the pool itself is not capped.
-            limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+            # Idle connections are all kept, so a burst reuses them instead of
+            # opening new ones: httpcore's pool bookkeeping costs time per
+            # pooled connection on every request.
+            limits = httpx.Limits(
+                max_connections=self.max_connections,
+                max_keepalive_connections=self.max_connections,
+            )
             client = httpx.AsyncClient(
                 timeout=httpx.Timeout(upstream.timeout_s),
                 limits=limits,
@@ -130,7 +145,7 @@ class UpstreamClient:
     ) -> UpstreamReply:
         """Send a non-streaming request and return the upstream's JSON body.
 
-        :raises APIError: the upstream answered with an error status (same
+        :raises APIError: the upstream returned an error status (same
             status), timed out (504), could not be reached (502) or sent a
             body that is not a JSON object (502).
         """
@@ -257,12 +272,14 @@ def _error_event(message: str, code: str) -> bytes:
 
 def _timeout_error(model: str, upstream: Upstream, request_id: str) -> APIError:
     logger.warning(
-        "request %s: upstream model %r did not answer within %g s",
-        request_id, model, upstream.timeout_s,
+        "request %s: upstream model %r did not respond within %g s",
+        request_id,
+        model,
+        upstream.timeout_s,
     )
     return APIError(
         504,
-        f"upstream model {model!r} did not answer within {upstream.timeout_s:g} s",
+        f"upstream model {model!r} did not respond within {upstream.timeout_s:g} s",
         type="upstream_error",
         code="upstream_timeout",
     )

@@ -1,7 +1,7 @@
 """A fake OpenAI-compatible upstream and a helper that runs a server in a thread.
 
 For tests, benchmarks and trying ``rorf serve`` without a real provider. The
-fake upstream answers ``POST /v1/chat/completions`` in the chat completions
+fake upstream serves ``POST /v1/chat/completions`` in the chat completions
 wire format, with SSE streaming, and records every request it receives.
 Run one from a shell with
 ``python -m rorf_core.serving.testing --name NAME --port PORT``.
@@ -39,7 +39,7 @@ class FakeUpstream:
     """An OpenAI-compatible chat completions server that records its requests.
 
     The reply text names the upstream (``"answer from NAME"``), so a test can
-    tell which upstream answered. Set :attr:`fail_status` to answer every
+    tell which upstream responded. Set :attr:`fail_status` to fail every
     request with that HTTP status, :attr:`delay_s` to wait before answering,
     or :attr:`stream_stall_s` to pause a stream after its first text chunk
     (both to provoke timeouts).
@@ -72,13 +72,15 @@ class FakeUpstream:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fail_status is not None:
-            error = {"message": f"{self.name} failed on purpose", "type": "server_error",
-                     "param": None, "code": "fake_failure"}
+            error = {
+                "message": f"{self.name} failed on purpose",
+                "type": "server_error",
+                "param": None,
+                "code": "fake_failure",
+            }
             return JSONResponse({"error": error}, status_code=self.fail_status)
         if body.get("stream"):
-            return StreamingResponse(
-                self._chunks(body), media_type="text/event-stream"
-            )
+            return StreamingResponse(self._chunks(body), media_type="text/event-stream")
         return JSONResponse(self._completion(body))
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -99,12 +101,20 @@ class FakeUpstream:
             "created": int(time.time()),
             "model": f"{body.get('model')}-upstream",
         }
-        chunks: list[dict[str, Any]] = [{**base, "choices": [], "prompt_filter_results": []}]
+        chunks: list[dict[str, Any]] = [
+            {**base, "choices": [], "prompt_filter_results": []}
+        ]
         for index, word in enumerate(self.reply_text().split(" ")):
             text = word if index == 0 else " " + word
-            delta = {"role": "assistant", "content": text} if index == 0 else {"content": text}
+            delta = (
+                {"role": "assistant", "content": text}
+                if index == 0
+                else {"content": text}
+            )
             chunks.append({**base, "choices": [{"index": 0, "delta": delta}]})
-        chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        chunks.append(
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        )
         usage = {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}
         chunks.append({**base, "choices": [], "usage": usage})
         for index, chunk in enumerate(chunks):
@@ -121,12 +131,23 @@ class ServerThread:
     returns and stopped when ``__exit__`` returns or its timeout ran out.
     """
 
-    def __init__(self, app: Any, *, port: int = 0, start_timeout_s: float = 30.0,
-                 stop_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        port: int = 0,
+        start_timeout_s: float = 30.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
         self.app = app
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # asyncio sets TCP_NODELAY on accepted connections only when the
+        # protocol is IPPROTO_TCP. Without it, each keep-alive response
+        # waited about 40 ms for the client's delayed ACK.
+        self._socket = socket.socket(
+            socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+        )
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", port))
         self.port = self._socket.getsockname()[1]
@@ -140,8 +161,9 @@ class ServerThread:
     def start(self) -> ServerThread:
         import uvicorn
 
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False,
-                                lifespan="on")
+        config = uvicorn.Config(
+            self.app, log_level="warning", access_log=False, lifespan="on"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
@@ -166,7 +188,7 @@ class ServerThread:
         self._server.should_exit = True
         self._thread.join(self.stop_timeout_s)
         if self._thread.is_alive():
-            # Open streams or a slow lifespan keep it up; cut them off.
+            # Open streams or a slow lifespan keep it running, so cut them off.
             self._server.force_exit = True
             self._thread.join(self.stop_timeout_s)
         self._socket.close()
@@ -180,7 +202,9 @@ class ServerThread:
 
 def main(argv: list[str] | None = None) -> None:
     """Serve a fake upstream until interrupted; print its base URL first."""
-    parser = argparse.ArgumentParser(description="Run a fake OpenAI-compatible upstream.")
+    parser = argparse.ArgumentParser(
+        description="Run a fake OpenAI-compatible upstream."
+    )
     parser.add_argument("--name", required=True, help="the name the replies carry")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Where a routed request goes: an OpenAI-compatible base URL and its key."""
+"""Upstream endpoints: the OpenAI-compatible base URL and key of each model."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def _check_base_url(instance: Any, attribute: Any, value: str) -> None:
 
 def _check_timeout(instance: Any, attribute: Any, value: float) -> None:
     if not value > 0:
-        raise ValueError(f"timeout_s must be a positive number of seconds, got {value!r}")
+        raise ValueError(
+            f"timeout_s must be a positive number of seconds, got {value!r}"
+        )
 
 
 @attrs.frozen(kw_only=True)

@@ -13,7 +13,7 @@ from rorf_core import hookimpl
 
 __version__ = "0.1.0"
 
-__all__ = ["register_scorers", "__version__"]
+__all__ = ["__version__", "register_scorers"]
 
 
 @hookimpl

@@ -20,11 +20,11 @@ import numpy as np
 
 from rorf_core.errors import RouterFormatError
 
-__all__ = ["check_model_text", "model_text_for_state", "END_OF_TREES"]
+__all__ = ["END_OF_TREES", "check_model_text", "model_text_for_state"]
 
 END_OF_TREES = "end of trees\n"
 
-# LightGBM rejects larger values of its num_leaves parameter.
+# The largest num_leaves that LightGBM accepts as a training parameter.
 MAX_LEAVES = 131072
 
 # At most 10 digits, so that numpy can parse every integer into int64.
@@ -149,7 +149,10 @@ def _check_header(header: dict[str, str], n_classes: int, n_features: int) -> li
     for key, value in expected.items():
         if header.get(key) != value:
             _fail(f"has {key}={header.get(key)!r}, expected {value!r}")
-    for key, pattern in (("feature_names", _FEATURE_NAME), ("feature_infos", _FEATURE_INFO)):
+    for key, pattern in (
+        ("feature_names", _FEATURE_NAME),
+        ("feature_infos", _FEATURE_INFO),
+    ):
         tokens = header.get(key, "").split(" ")
         if len(tokens) != n_features:
             _fail(f"lists {len(tokens)} {key}, expected {n_features}")
@@ -248,7 +251,9 @@ def _check_splits(
     _check_topology(fields["left_child"], fields["right_child"], n_leaves, index)
 
 
-def _check_topology(left: np.ndarray, right: np.ndarray, n_leaves: int, index: int) -> None:
+def _check_topology(
+    left: np.ndarray, right: np.ndarray, n_leaves: int, index: int
+) -> None:
     """Check that the child lists form one binary tree rooted at node 0.
 
     Non-negative children are internal nodes and ``~j`` is leaf ``j``. LightGBM

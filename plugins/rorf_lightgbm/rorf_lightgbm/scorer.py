@@ -1,7 +1,7 @@
 """The ``lightgbm-rf`` scorer: LightGBM trained in random-forest mode.
 
 LightGBM's ``rf`` boosting grows each tree on a bagged sample of the rows
-(and, optionally, of the features) and averages the trees' outputs instead of
+(and, optionally, of the features). It averages the trees' outputs instead of
 adding them up, so the model is a random forest built with LightGBM's
 histogram-based tree learner. The objective is multiclass over the labels
 present in the training rows.
@@ -22,20 +22,24 @@ import numpy as np
 
 from rorf_core.errors import RouterFormatError
 from rorf_core.forest.base import Scorer
-from rorf_lightgbm._model_text import check_model_text, model_text_for_state
+from rorf_lightgbm._model_text import (
+    MAX_LEAVES,
+    check_model_text,
+    model_text_for_state,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LightGBMForestScorer", "LIGHTGBM_RF_DEFAULTS", "MODEL_ARRAY"]
+__all__ = ["LIGHTGBM_RF_DEFAULTS", "MODEL_ARRAY", "LightGBMForestScorer"]
 
 #: Default hyper-parameters. ``max_depth``, ``n_estimators`` and
 #: ``random_state`` follow RoRF's scikit-learn forest; the rest is explained in
 #: docs/plugins/lightgbm.md.
 LIGHTGBM_RF_DEFAULTS: dict[str, Any] = {
     "n_estimators": 100,
-    "num_leaves": 255,
+    "num_leaves": 63,
     "max_depth": 20,
-    "min_child_samples": 5,
+    "min_child_samples": 10,
     # 1 - 1/e: the expected share of distinct rows in a bootstrap sample, as
     # drawn by scikit-learn's forests. LightGBM samples without replacement.
     "bagging_fraction": 0.632,
@@ -48,11 +52,10 @@ LIGHTGBM_RF_DEFAULTS: dict[str, Any] = {
 #: Parameters that do not change the fitted model, so they are not saved.
 _RUNTIME_PARAMS = ("n_jobs",)
 
-#: Name of the array that holds the ASCII bytes of LightGBM's text model.
+#: Name of the array that contains the ASCII bytes of LightGBM's text model.
 MODEL_ARRAY = "lightgbm_model"
 
-# LightGBM's limits: num_leaves at most 131072, seeds are C ints.
-_MAX_LEAVES = 131072
+# LightGBM's seeds are C ints.
 _MAX_SEED = 2**31 - 1
 
 
@@ -187,7 +190,7 @@ class LightGBMForestScorer(Scorer):
         """Check the hyper-parameters and return LightGBM's training parameters."""
         p = self.params
         _check_int(p, "n_estimators", low=1)
-        _check_int(p, "num_leaves", low=2, high=_MAX_LEAVES)
+        _check_int(p, "num_leaves", low=2, high=MAX_LEAVES)
         if p["max_depth"] is not None:
             _check_int(p, "max_depth")
         _check_int(p, "min_child_samples", low=1)
@@ -225,16 +228,18 @@ def _check_int(
 ) -> None:
     value = params[key]
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{key} must be an integer, got {value!r}")
+        raise TypeError(f"{key} must be an integer, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"{low if low is not None else '-inf'}..{high if high is not None else 'inf'}"
+        lowest = "-inf" if low is None else low
+        highest = "inf" if high is None else high
+        bounds = f"{lowest}..{highest}"
         raise ValueError(f"{key} must be in {bounds}, got {value!r}")
 
 
 def _check_fraction(params: dict[str, Any], key: str) -> None:
     value = params[key]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{key} must be a number in (0, 1], got {value!r}")
+        raise TypeError(f"{key} must be a number in (0, 1], got {value!r}")
     if not 0.0 < value <= 1.0:
         raise ValueError(f"{key} must be in (0, 1], got {value!r}")
 
@@ -249,7 +254,9 @@ def _check_features(
             f"{features.shape}; use X.reshape(1, -1) for a single embedding"
         )
     if not np.issubdtype(features.dtype, np.number) or np.iscomplexobj(features):
-        raise ValueError(f"{scorer} scorer expects real numbers, got dtype {features.dtype}")
+        raise ValueError(
+            f"{scorer} scorer expects real numbers, got dtype {features.dtype}"
+        )
     if len(features) == 0 and not allow_empty:
         raise ValueError(f"{scorer} scorer cannot fit on zero rows")
     if n_features is not None and features.shape[1] != n_features:
@@ -271,13 +278,13 @@ def _check_labels(y: Any, n_rows: int, *, scorer: str) -> np.ndarray:
             f"{scorer} scorer expects one label per row: y has shape "
             f"{labels.shape}, X has {n_rows} rows"
         )
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not np.issubdtype(labels.dtype, np.floating) or not np.all(
-            np.isfinite(labels) & (labels == np.round(labels))
-        ):
-            raise ValueError(
-                f"{scorer} scorer expects integer class labels, got dtype {labels.dtype}"
-            )
+    whole_floats = np.issubdtype(labels.dtype, np.floating) and bool(
+        np.all(np.isfinite(labels) & (labels == np.round(labels)))
+    )
+    if not (np.issubdtype(labels.dtype, np.integer) or whole_floats):
+        raise ValueError(
+            f"{scorer} scorer expects integer class labels, got dtype {labels.dtype}"
+        )
     return labels.astype(np.int64)
 
 
@@ -288,7 +295,9 @@ def _scorer_from_params(
         scorer = cls(**params)
         scorer._lightgbm_params()
     except (TypeError, ValueError) as error:
-        raise RouterFormatError(f"{cls.name} scorer parameters are invalid: {error}") from error
+        raise RouterFormatError(
+            f"{cls.name} scorer parameters are invalid: {error}"
+        ) from error
     return scorer
 
 
@@ -308,7 +317,11 @@ def _read_meta(meta: dict[str, Any]) -> tuple[np.ndarray, int, str]:
             f"{name} scorer metadata 'classes' must be a non-empty increasing "
             f"list of integers, got {meta['classes']!r}"
         )
-    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+    if (
+        isinstance(n_features, bool)
+        or not isinstance(n_features, int)
+        or n_features < 1
+    ):
         raise RouterFormatError(
             f"{name} scorer metadata 'n_features' must be a positive integer, "
             f"got {n_features!r}"
@@ -325,7 +338,7 @@ def _read_model_bytes(arrays: dict[str, np.ndarray], digest: str) -> bytes:
     unexpected = sorted(set(arrays) - {MODEL_ARRAY})
     if MODEL_ARRAY not in arrays or unexpected:
         raise RouterFormatError(
-            f"{name} scorer state must hold exactly the array {MODEL_ARRAY!r}, "
+            f"{name} scorer state must contain exactly the array {MODEL_ARRAY!r}, "
             f"got {sorted(arrays)}"
         )
     model = arrays[MODEL_ARRAY]
@@ -359,8 +372,13 @@ def _load_booster(data: bytes, n_classes: int, n_features: int) -> Any:
     try:
         booster = lightgbm.Booster(model_str=text)
     except lightgbm.basic.LightGBMError as error:
-        raise RouterFormatError(f"LightGBM rejected the saved {name} model: {error}") from error
-    if booster.num_feature() != n_features or booster.num_model_per_iteration() != n_classes:
+        raise RouterFormatError(
+            f"LightGBM rejected the saved {name} model: {error}"
+        ) from error
+    if (
+        booster.num_feature() != n_features
+        or booster.num_model_per_iteration() != n_classes
+    ):
         raise RouterFormatError(
             f"the saved {name} model has {booster.num_feature()} features and "
             f"{booster.num_model_per_iteration()} classes, but the metadata says "

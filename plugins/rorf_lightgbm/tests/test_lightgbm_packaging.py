@@ -50,7 +50,9 @@ print(json.dumps({
 
 
 def run(command: list[object], **kwargs: object) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")
+    }
     result = subprocess.run(
         [str(part) for part in command],
         capture_output=True,
@@ -70,7 +72,9 @@ def read_wheel(wheel: Path) -> tuple[list[str], email.message.Message, str]:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         info = next(name for name in names if name.endswith(".dist-info/METADATA"))
-        points = next(name for name in names if name.endswith(".dist-info/entry_points.txt"))
+        points = next(
+            name for name in names if name.endswith(".dist-info/entry_points.txt")
+        )
         metadata = email.parser.Parser().parsestr(archive.read(info).decode())
         return names, metadata, archive.read(points).decode()
 

@@ -22,7 +22,9 @@ def make_data(
     """Return float32 points around one centre per label, and their labels."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(scale=4.0, size=(max(labels) + 1, 5))
-    X = np.concatenate([centres[label] + rng.normal(size=(n_per_label, 5)) for label in labels])
+    X = np.concatenate(
+        [centres[label] + rng.normal(size=(n_per_label, 5)) for label in labels]
+    )
     y = np.repeat(np.asarray(labels), n_per_label)
     order = rng.permutation(len(y))
     return X[order].astype(np.float32), y[order]
@@ -37,7 +39,9 @@ def round_trip(scorer: LightGBMForestScorer) -> LightGBMForestScorer:
     with np.load(buffer, allow_pickle=False) as loaded:
         loaded_arrays = {key: loaded[key] for key in loaded.files}
     params = json.loads(json.dumps(scorer.get_params()))
-    return LightGBMForestScorer.from_state(params, json.loads(json.dumps(meta)), loaded_arrays)
+    return LightGBMForestScorer.from_state(
+        params, json.loads(json.dumps(meta)), loaded_arrays
+    )
 
 
 def test_fit_returns_self_and_learns():
@@ -133,7 +137,9 @@ def test_same_seed_same_model_other_seed_differs():
     X, y = make_data()
     first = LightGBMForestScorer(**FAST).fit(X, y).predict_proba(X)
     again = LightGBMForestScorer(**FAST).fit(X, y).predict_proba(X)
-    other = LightGBMForestScorer(**{**FAST, "random_state": 7}).fit(X, y).predict_proba(X)
+    other = (
+        LightGBMForestScorer(**{**FAST, "random_state": 7}).fit(X, y).predict_proba(X)
+    )
 
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
@@ -189,24 +195,25 @@ def test_unknown_parameter_raises_type_error():
         LightGBMForestScorer(max_features=1.0)
 
 
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({"n_estimators": 0}, "n_estimators must be in 1..inf"),
-        ({"num_leaves": 1}, "num_leaves must be in 2..131072"),
-        ({"max_depth": 2.5}, "max_depth must be an integer"),
-        ({"min_child_samples": True}, "min_child_samples must be an integer"),
-        ({"bagging_fraction": 0.0}, "bagging_fraction must be in"),
-        ({"feature_fraction": 1.5}, "feature_fraction must be in"),
-        ({"bagging_fraction": 1.0}, "needs bagging_fraction or feature_fraction below 1"),
-        ({"random_state": -1}, "random_state must be in 0..2147483647"),
-        ({"n_jobs": 0}, "n_jobs must be in 1..inf"),
-    ],
-)
-def test_fit_rejects_invalid_parameters(params, message):
+INVALID_PARAMS = [
+    ({"n_estimators": 0}, ValueError, "n_estimators must be in 1..inf"),
+    ({"num_leaves": 1}, ValueError, "num_leaves must be in 2..131072"),
+    ({"max_depth": 2.5}, TypeError, "max_depth must be an integer"),
+    ({"min_child_samples": True}, TypeError, "min_child_samples must be an integer"),
+    ({"bagging_fraction": 0.0}, ValueError, "bagging_fraction must be in"),
+    ({"feature_fraction": "1"}, TypeError, "feature_fraction must be a number"),
+    ({"feature_fraction": 1.5}, ValueError, "feature_fraction must be in"),
+    ({"bagging_fraction": 1.0}, ValueError, "bagging_fraction or feature_fraction"),
+    ({"random_state": -1}, ValueError, "random_state must be in 0..2147483647"),
+    ({"n_jobs": 0}, ValueError, "n_jobs must be in 1..inf"),
+]
+
+
+@pytest.mark.parametrize(("params", "error", "message"), INVALID_PARAMS)
+def test_fit_rejects_invalid_parameters(params, error, message):
     X, y = make_data()
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         LightGBMForestScorer(**{**FAST, **params}).fit(X, y)
 
 
@@ -221,7 +228,9 @@ def test_no_depth_limit_is_accepted():
     X, y = make_data()
     scorer = LightGBMForestScorer(**{**FAST, "max_depth": None}).fit(X, y)
 
-    np.testing.assert_array_equal(round_trip(scorer).predict_proba(X), scorer.predict_proba(X))
+    np.testing.assert_array_equal(
+        round_trip(scorer).predict_proba(X), scorer.predict_proba(X)
+    )
 
 
 def test_entry_point_registers_scorer():

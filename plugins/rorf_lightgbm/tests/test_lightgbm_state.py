@@ -29,14 +29,18 @@ def model_text(scorer: LightGBMForestScorer) -> str:
     return scorer.to_state()[1][MODEL_ARRAY].tobytes().decode("ascii")
 
 
-def state_with_text(scorer: LightGBMForestScorer, text: str | bytes) -> tuple[dict, dict]:
+def state_with_text(
+    scorer: LightGBMForestScorer, text: str | bytes
+) -> tuple[dict, dict]:
     """Return the scorer's state with its model replaced and the digest updated."""
     data = text.encode("ascii") if isinstance(text, str) else text
     meta = dict(scorer.to_state()[0], model_sha256=hashlib.sha256(data).hexdigest())
     return meta, {MODEL_ARRAY: np.frombuffer(data, dtype=np.uint8).copy()}
 
 
-def load(scorer: LightGBMForestScorer, meta: dict, arrays: dict) -> LightGBMForestScorer:
+def load(
+    scorer: LightGBMForestScorer, meta: dict, arrays: dict
+) -> LightGBMForestScorer:
     return LightGBMForestScorer.from_state(scorer.get_params(), meta, arrays)
 
 
@@ -53,7 +57,9 @@ def test_extra_array_raises(fitted):
     meta, arrays = scorer.to_state()
     arrays["leftover"] = np.zeros(3)
 
-    with pytest.raises(RouterFormatError, match="got \\['leftover', 'lightgbm_model'\\]"):
+    with pytest.raises(
+        RouterFormatError, match="got \\['leftover', 'lightgbm_model'\\]"
+    ):
         load(scorer, meta, arrays)
 
 
@@ -141,7 +147,9 @@ def fix_tree_sizes(text: str) -> str:
     """Rewrite the tree_sizes header to match the trees, as after a careful edit."""
     start = text.index("\nTree=0\n") + 1
     end = len(text) - len("end of trees\n")
-    blocks = [block for block in re.split(r"(?m)(?=^Tree=\d+$)", text[start:end]) if block]
+    blocks = [
+        block for block in re.split(r"(?m)(?=^Tree=\d+$)", text[start:end]) if block
+    ]
     sizes = " ".join(str(len(block)) for block in blocks)
     header = re.sub(r"(?m)^tree_sizes=.*$", f"tree_sizes={sizes}", text[:start])
     return header + text[start:]
@@ -151,48 +159,49 @@ def leaves_of_first_tree(text: str) -> int:
     return int(re.search(r"^num_leaves=(\d+)$", text, flags=re.MULTILINE).group(1))
 
 
+# (pattern, replacement, message): each edit keeps tree_sizes consistent, so
+# that the check of the tree's own content is the one that fails.
+CONTENT_EDITS = {
+    "version": (r"^version=v4$", "version=v3", "version='v3'"),
+    "header field": (r"^label_index=0$", "label_index=0\nbogus=1", "bogus"),
+    "categorical": (r"^num_cat=0$", "num_cat=1", "num_cat=1"),
+    "linear": (r"^is_linear=0$", "is_linear=1", "is_linear=1"),
+    "split feature": (r"^split_feature=\d+", "split_feature=5", "feature outside"),
+    "categorical split": (r"^decision_type=\d+", "decision_type=1", "decision_type"),
+    "cycle": (r"^left_child=-?\d+", "left_child=0", "binary tree"),
+    "overflow": (r"^leaf_value=\S+", "leaf_value=1e999", "non-finite"),
+    "nan": (r"^leaf_value=\S+", "leaf_value=nan", "invalid leaf_value"),
+    "empty field": (r"^shrinkage=1$", "shrinkage=", "not a single number"),
+    "short list": (r"^threshold=\S+ ", "threshold=", "values in threshold"),
+}
+
+
+@pytest.mark.parametrize("edit", CONTENT_EDITS.values(), ids=CONTENT_EDITS.keys())
+def test_edited_model_content_raises(fitted, edit):
+    scorer, _ = fitted
+    pattern, replacement, message = edit
+    text = model_text(scorer)
+    assert leaves_of_first_tree(text) > 2, "the first tree needs splits to edit"
+    edited = fix_tree_sizes(edit_first(text, pattern, replacement))
+
+    with pytest.raises(RouterFormatError, match=message):
+        load(scorer, *state_with_text(scorer, edited))
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
         (lambda t: t[: len(t) // 2], "does not end with the 'end of trees' line"),
         (lambda t: t.replace("\nTree=3\n", "\nTree=3\nextra=1\n"), "tree_sizes"),
         (lambda t: edit_first(t, r"^tree_sizes=\d+", "tree_sizes=9"), "tree_sizes"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^version=v4$", "version=v3")), "version='v3'"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^label_index=0$", "label_index=0\nbogus=1")), "bogus"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^num_cat=0$", "num_cat=1")), "num_cat=1"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^is_linear=0$", "is_linear=1")), "is_linear=1"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^split_feature=\d+", "split_feature=5")), "feature outside"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^decision_type=\d+", "decision_type=1")), "decision_type"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^left_child=-?\d+", "left_child=0")), "binary tree"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^leaf_value=\S+", "leaf_value=1e999")), "non-finite"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^leaf_value=\S+", "leaf_value=nan")), "invalid leaf_value"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^shrinkage=1$", "shrinkage=")), "not a single number"),
-        (lambda t: fix_tree_sizes(edit_first(t, r"^threshold=\S+ ", "threshold=")), "values in threshold"),
     ],
-    ids=[
-        "truncated",
-        "extra tree line",
-        "tree size",
-        "version",
-        "header field",
-        "categorical",
-        "linear",
-        "split feature",
-        "categorical split",
-        "cycle",
-        "overflow",
-        "nan",
-        "empty field",
-        "short list",
-    ],
+    ids=["truncated", "extra tree line", "tree size"],
 )
-def test_edited_model_text_raises(fitted, edit, message):
+def test_edited_model_layout_raises(fitted, edit, message):
     scorer, _ = fitted
-    text = model_text(scorer)
-    assert leaves_of_first_tree(text) > 2, "the first tree needs splits to edit"
 
     with pytest.raises(RouterFormatError, match=message):
-        load(scorer, *state_with_text(scorer, edit(text)))
+        load(scorer, *state_with_text(scorer, edit(model_text(scorer))))
 
 
 def test_non_ascii_model_raises(fitted):

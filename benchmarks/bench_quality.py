@@ -1,0 +1,159 @@
+"""Routing quality of RoRF's recipe and the default recipe, with an ablation.
+
+On the shared MMLU data (GPT-4 as model A, Mixtral as model B), with the
+default embedder (wordllama), over 5 random 80/20 splits (seeds 0-4, the
+split of ``rorf train --eval-fraction 0.2 --seed S``), prints the mean and
+standard deviation of APGR, CPT(50%) and CPT(80%) for random routing, the
+oracle, RoRF's recipe, each step from it to the default recipe, and the
+default recipe itself. Every forest is fitted on the training rows of its
+split only; the held-out rows are only scored.
+
+Run from the repository root::
+
+    python benchmarks/bench_quality.py [--seeds 0 1 2 3 4] [--search]
+
+``--search`` adds a row for the default recipe with ``rorf train --search``
+(cross-validation on the training rows); it multiplies the run time by
+about ten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rorf_core import get_embedder
+from rorf_core.cache import EmbeddingCache
+from rorf_core.data import Battles, load_battles
+from rorf_core.evaluation import oracle_curve, random_curve, routing_curve, routing_metrics
+from rorf_core.features import DEFAULT_TEXT_FEATURES, model_inputs
+from rorf_core.forest.sklearn_forest import ExtraTreesRegressorScorer, RandomForestScorer
+from rorf_core.labels import gain_to_score, get_decision_rule, get_label_scheme
+from rorf_core.training import split_battles
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("RORF_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+MMLU = DATA / "mmlu_gpt4_mixtral.parquet"
+MODEL_A = "gpt-4-1106-preview"
+MODEL_B = "mixtral-8x7b-instruct-v0.1"
+RORF_FOREST = {"n_estimators": 100, "max_depth": 20, "max_features": 1.0}
+DEFAULT_FOREST = {"n_estimators": 300, "max_features": 0.5, "min_samples_leaf": 10}
+
+Split = tuple[Battles, Battles, np.ndarray, np.ndarray]
+
+
+def rorf_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
+    """RoRF's 4-class forest, scored by p0 + p1 and by (1 + p0 - p3) / 2."""
+    train, held_out, train_x, eval_x = split
+    scheme = get_label_scheme("rorf")
+    scorer = RandomForestScorer(**RORF_FOREST, random_state=seed)
+    scorer.fit(train_x, scheme(train.scores_a, train.scores_b))
+    proba = scorer.predict_proba(eval_x)
+    return {
+        "RoRF recipe (4 classes, p0 + p1)": get_decision_rule("p_a_needed")(proba, scorer.classes_, scheme.labels),
+        "  same forest, rule p0 - p3": get_decision_rule("p_a_minus_p_b")(proba, scorer.classes_, scheme.labels),
+    }
+
+
+def gap_regressor(split: Split, seed: int, columns: int | None, features: tuple[str, ...]) -> np.ndarray:
+    """Extra-trees regressor on score_A - score_B, as the default recipe fits it."""
+    train, held_out, train_x, eval_x = split
+    gap = train.scores_a - train.scores_b
+    scorer = ExtraTreesRegressorScorer(**DEFAULT_FOREST, random_state=seed)
+    scorer.fit(model_inputs(train_x, train.prompts, embedding_columns=columns, text_features=features), gap)
+    inputs = model_inputs(eval_x, held_out.prompts, embedding_columns=columns, text_features=features)
+    return gain_to_score(scorer.predict(inputs), float(np.max(np.abs(gap))))
+
+
+def ablation_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
+    return {
+        "  regression on the gap, 256 dims": gap_regressor(split, seed, None, ()),
+        "  + 12 text features": gap_regressor(split, seed, None, DEFAULT_TEXT_FEATURES),
+        "default recipe (+ first 32 dims only)": gap_regressor(split, seed, 32, DEFAULT_TEXT_FEATURES),
+    }
+
+
+def search_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
+    """The default recipe with settings chosen by CV on the training rows."""
+    from rorf_core.search import candidate_settings, search_settings
+
+    train, held_out, train_x, eval_x = split
+    gap = train.scores_a - train.scores_b
+
+    def fit_and_score(settings: dict[str, Any], fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+        inputs = model_inputs(train_x, train.prompts, embedding_columns=settings["embedding_columns"], text_features=DEFAULT_TEXT_FEATURES)
+        params = {**DEFAULT_FOREST, "min_samples_leaf": settings["min_samples_leaf"]}
+        scorer = ExtraTreesRegressorScorer(**params, random_state=seed).fit(inputs[fit_rows], gap[fit_rows])
+        return gain_to_score(scorer.predict(inputs[score_rows]), 1.0)
+
+    start = {"min_samples_leaf": 10, "embedding_columns": 32}
+    result = search_settings(fit_and_score, train.scores_a, train.scores_b, candidate_settings(start, 256), budget_seconds=1e9, seed=seed)
+    best = result.best
+    print(f"    seed {seed}: search chose {best}")
+    forest = {**DEFAULT_FOREST, "min_samples_leaf": best["min_samples_leaf"]}
+    scorer = ExtraTreesRegressorScorer(**forest, random_state=seed)
+    scorer.fit(model_inputs(train_x, train.prompts, embedding_columns=best["embedding_columns"], text_features=DEFAULT_TEXT_FEATURES), gap)
+    inputs = model_inputs(eval_x, held_out.prompts, embedding_columns=best["embedding_columns"], text_features=DEFAULT_TEXT_FEATURES)
+    return {"default recipe with --search": gain_to_score(scorer.predict(inputs), 1.0)}
+
+
+def metrics_of(scores_or_curve: Any, held_out: Battles) -> tuple[float, float, float]:
+    curve = scores_or_curve
+    if isinstance(scores_or_curve, np.ndarray):
+        curve = routing_curve(scores_or_curve, held_out.scores_a, held_out.scores_b)
+    metrics = routing_metrics(curve, held_out.scores_a, held_out.scores_b)
+    return metrics.apgr, metrics.cpt_50 or float("nan"), metrics.cpt_80 or float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--search", action="store_true", help="add the --search row (slow)")
+    args = parser.parse_args()
+
+    battles = load_battles(str(MMLU), MODEL_A, MODEL_B)
+    embeddings = EmbeddingCache().embed(get_embedder("wordllama"), battles.prompts, progress=True)
+    sections: list[Callable[[Split, int], dict[str, np.ndarray]]] = [rorf_rows, ablation_rows]
+    if args.search:
+        sections.append(search_rows)
+    results: dict[str, list[tuple[float, float, float]]] = {}
+    started = time.perf_counter()
+    for seed in args.seeds:
+        train, held_out = split_battles(battles, 0.2, seed)
+        # No rows are dropped, so table row numbers index the embeddings.
+        train_x, eval_x = embeddings[train.rows], embeddings[held_out.rows]
+        split = (train, held_out, train_x, eval_x)
+        rows: dict[str, Any] = {
+            "random": random_curve(held_out.scores_a, held_out.scores_b),
+            "oracle": oracle_curve(held_out.scores_a, held_out.scores_b),
+        }
+        for section in sections:
+            rows.update(section(split, seed))
+        for name, value in rows.items():
+            results.setdefault(name, []).append(metrics_of(value, held_out))
+        print(f"  seed {seed} done after {time.perf_counter() - started:.0f} s")
+    print_table(results, args.seeds)
+
+
+def print_table(results: dict[str, list[tuple[float, float, float]]], seeds: list[int]) -> None:
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; seeds {seeds}")
+    print(f"{'router':<40} {'APGR':>15} {'CPT(50%)':>15} {'CPT(80%)':>15}")
+    for name, values in results.items():
+        table = np.asarray(values)
+        cells = [f"{m:.3f} ± {s:.3f}" for m, s in zip(table.mean(axis=0), table.std(axis=0))]
+        print(f"{name:<40} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
+    default = np.asarray(results["default recipe (+ first 32 dims only)"])[:, 0]
+    rorf = np.asarray(results["RoRF recipe (4 classes, p0 + p1)"])[:, 0]
+    print(f"\ndefault - RoRF recipe, APGR per split: {np.round(default - rorf, 3).tolist()}")
+    print(f"default recipe APGR per split: {np.round(default, 4).tolist()}")
+
+
+if __name__ == "__main__":
+    main()

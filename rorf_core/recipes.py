@@ -1,0 +1,70 @@
+"""Named training recipes: label scheme, decision rule, scorer and features.
+
+``default`` is what new routers use. It was chosen by cross-validation on
+the training rows of the shared MMLU data (GPT-4 against Mixtral, wordllama
+embeddings); ``docs/quality.md`` has the ablation. ``rorf`` is the original
+RoRF recipe, which the pre-trained RoRF routers on the hub use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from rorf_core.features import DEFAULT_TEXT_FEATURES
+
+__all__ = ["Recipe", "RECIPES", "get_recipe", "DEFAULT_RECIPE"]
+
+DEFAULT_RECIPE = "default"
+
+
+@attrs.frozen(kw_only=True)
+class Recipe:
+    """Settings that a training run uses unless it overrides them."""
+
+    name: str
+    description: str
+    label_scheme: str
+    decision_rule: str
+    scorer: str
+    scorer_params: dict[str, Any] = attrs.field(factory=dict)
+    #: leading embedding columns fed to the scorer; None feeds all of them.
+    embedding_columns: int | None = None
+    text_features: tuple[str, ...] = ()
+
+
+RECIPES: dict[str, Recipe] = {
+    "default": Recipe(
+        name="default",
+        description=(
+            "extra-trees regressor on score_A - score_B over the first 32 "
+            "embedding columns plus 12 text features"
+        ),
+        label_scheme="score_gap",
+        decision_rule="predicted_gain",
+        scorer="extra-trees-regressor",
+        scorer_params={
+            "n_estimators": 300,
+            "max_features": 0.5,
+            "min_samples_leaf": 10,
+        },
+        embedding_columns=32,
+        text_features=DEFAULT_TEXT_FEATURES,
+    ),
+    "rorf": Recipe(
+        name="rorf",
+        description="RoRF's recipe: 4-class random forest, win rate p0 + p1",
+        label_scheme="rorf",
+        decision_rule="p_a_needed",
+        scorer="random-forest",
+        scorer_params={"n_estimators": 100, "max_depth": 20, "max_features": 1.0},
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """Return the recipe called ``name``."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}")
+    return RECIPES[name]
