@@ -3,12 +3,15 @@
 Every recipe reads only the prompt text: wordllama embeddings plus cheap text
 features. Each row of the table is the mean and standard deviation over five
 random 80/20 splits (seeds 0 to 4) of APGR, CPT(50%) and CPT(80%) on the
-evaluation rows. The winning recipe picks its settings by 3-fold
+evaluation rows. The two "winner" recipes pick their settings by 3-fold
 cross-validation on the training rows of each split, so no evaluation row
-chooses anything.
+chooses anything. "winner 2" trains on a target that mixes each row's delta
+with its subject's mean delta. Only training reads the subject column, so the
+fitted forest routes from the prompt text alone.
 
 Run:
     python benchmarks/quality_research.py
+    python benchmarks/quality_research.py --rows winner_average et_subject_target
 
 It needs `wordllama`, `scikit-learn`, `pandas` and `pyarrow`. The first run
 embeds the 11,805 prompts (about 20 s) and caches the result.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rorf_core.chat import AsyncChat, Chat
 from rorf_core.router import Router, check_threshold
 
 if TYPE_CHECKING:
@@ -36,6 +37,8 @@ class Controller:
         (device, batch size, API key).
     :param cache: an embedding cache for batch calls; single prompts skip it,
         because a lookup costs more than embedding one prompt offline.
+    :param upstreams: for ``chat.completions.create``, an ``Upstream`` or
+        ``openai`` client per model name (see ``docs/serving.md``).
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class Controller:
         allow_pickle: bool = False,
         embedder_options: dict[str, Any] | None = None,
         cache: EmbeddingCache | None = None,
+        upstreams: Mapping[str, Any] | None = None,
     ) -> None:
         self.threshold = check_threshold(threshold)
         if isinstance(router, Router):
@@ -68,6 +72,8 @@ class Controller:
                 self.router.model_a, self.router.model_b, self.model_a, self.model_b,
             )
         self.cache = cache
+        self.chat = Chat(self, upstreams or {})
+        self.async_chat = AsyncChat(self, upstreams or {})
 
     def batch_calculate_win_rate(self, prompts: Sequence[str]) -> np.ndarray:
         """Return each prompt's win rate (probability that model A is needed)."""

@@ -34,7 +34,7 @@ __all__ = ["TrainingConfig", "TrainingResult", "train_router", "DEFAULT_EMBEDDER
 
 DEFAULT_EMBEDDER = "wordllama"
 DEFAULT_SCORER = "random-forest"
-#: Fewest rows a forest is fitted on, and fewest held-out rows evaluated.
+#: Minimum rows a forest is fitted on, and minimum held-out rows evaluated.
 MIN_TRAIN_ROWS = 10
 MIN_EVAL_ROWS = 10
 
@@ -106,10 +106,16 @@ class TrainingResult:
     search: Any = None
 
 
+def held_out_positions(count: int, eval_fraction: float, seed: int) -> np.ndarray:
+    """Return the sorted positions of the held-out rows among ``count`` rows."""
+    order = np.random.default_rng(seed).permutation(count)
+    return np.sort(order[: int(round(eval_fraction * count))])
+
+
 def split_battles(battles: Battles, eval_fraction: float, seed: int) -> tuple[Battles, Battles]:
     """Split into training and held-out battles with a seeded permutation."""
-    order = np.random.default_rng(seed).permutation(len(battles))
-    eval_count = int(round(eval_fraction * len(battles)))
+    held_out = held_out_positions(len(battles), eval_fraction, seed)
+    eval_count = held_out.size
     if eval_count < MIN_EVAL_ROWS or len(battles) - eval_count < MIN_TRAIN_ROWS:
         raise DatasetError(
             f"dataset {battles.source!r} has {len(battles)} rows, too few for a split with "
@@ -117,7 +123,8 @@ def split_battles(battles: Battles, eval_fraction: float, seed: int) -> tuple[Ba
             f"evaluation {MIN_EVAL_ROWS}. Add rows, change --eval-fraction, or pass "
             "--eval-dataset."
         )
-    return battles.subset(np.sort(order[eval_count:])), battles.subset(np.sort(order[:eval_count]))
+    training = np.setdiff1d(np.arange(len(battles)), held_out)
+    return battles.subset(training), battles.subset(held_out)
 
 
 def _load_splits(config: TrainingConfig) -> tuple[Battles, Battles]:

@@ -121,3 +121,18 @@ def test_route_default_example_router() -> None:
     line = json.loads(result.output)
     assert line["model"] in ("gpt-4-1106-preview", "mixtral-8x7b-instruct-v0.1")
     assert 0.0 <= line["win_rate"] <= 1.0
+
+
+def test_split_matches_training_split(tmp_path: Path) -> None:
+    from rorf_core.data import load_battles
+    from rorf_core.training import split_battles
+
+    dataset = write_table(tmp_path / "battles.parquet", synthetic_battles(120))
+    result = invoke("split", "--dataset", str(dataset), "--seed", "3", "--out-dir", str(tmp_path / "s"))
+    assert result.exit_code == 0, result.output
+    train, held_out = split_battles(load_battles(str(dataset)), 0.2, 3)
+    written_eval = load_battles(str(tmp_path / "s" / "eval.parquet"))
+    written_train = load_battles(str(tmp_path / "s" / "train.parquet"))
+    assert written_eval.prompts == held_out.prompts
+    assert written_train.prompts == train.prompts
+    assert len(written_eval) == 24

@@ -734,7 +734,7 @@ def test_from_arrays_rejects_non_mapping():
         CompiledForest.from_arrays([("feature", np.zeros(1))])
 
 
-# The shared MMLU data, embedded with wordllama.
+# The MMLU battles table, embedded with wordllama.
 
 MMLU_ROWS = 3_000
 

@@ -101,7 +101,10 @@ def test_load_plugins_env_selects_none() -> None:
     code = "from rorf_core.plugins import embedder_entries, scorer_entries; print(sorted(embedder_entries()), sorted(scorer_entries()))"
     env = {**__import__("os").environ, "RORF_LOAD_PLUGINS": ""}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert result.stdout.strip() == "[] ['extra-trees', 'random-forest', 'rf']"
+    assert result.stdout.strip() == (
+        "[] ['extra-trees', 'extra-trees-regressor', 'random-forest', "
+        "'random-forest-regressor', 'rf']"
+    )
 
 
 def test_runtime_plugin_name_must_be_unique(keyword_plugin) -> None:

@@ -26,9 +26,10 @@ def cli(verbose: int) -> None:
 
 
 def _add_commands() -> None:
-    from rorf_core.cli import calibrate, plugins_command, route, train
+    from rorf_core.cli import calibrate, plugins_command, route, split, train
 
     cli.add_command(train.train)
+    cli.add_command(split.split)
     cli.add_command(calibrate.calibrate)
     cli.add_command(route.route)
     cli.add_command(plugins_command.plugins)

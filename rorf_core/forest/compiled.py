@@ -4,7 +4,7 @@
 ``RandomForestClassifier``, ``ExtraTreesClassifier`` or decision tree into a
 few flat arrays. ``predict_proba`` walks every tree in a numba kernel (or a
 vectorised numpy one) and returns the estimator's own ``predict_proba`` to
-within 2**-24, the float32 rounding of the leaf values.
+within 2**-25, the float32 rounding of the leaf values.
 
 Layout, for ``T`` trees with ``N`` internal nodes and ``L`` leaves in all
 (``L == N + T``, since every tree is a full binary tree):
@@ -88,7 +88,7 @@ _ALLOWED_DTYPES = {
 # run on numba's threads. That is about 15 ms of serial work for a RoRF
 # forest, so waking a thread, which took milliseconds on a busy machine,
 # costs little.
-_BLOCK_MIN_ROWS = 4
+_BLOCK_MIN_ROWS = 8
 _BLOCK_ROWS = 16
 _PARALLEL_MIN_ROWS = 2048
 # Rows per step of the numpy kernel; bounds its (rows * trees) work arrays.
@@ -446,35 +446,62 @@ def _predict_numba(
 # The numpy kernel: no compiler, all (row, tree) walks advanced together.
 
 
+def _numpy_kernel_args(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    # Return (feature, threshold, missing_go_to_left, children, roots,
+    # leaf_value) with forest-wide codes: a code c >= 0 is internal node c
+    # of the node arrays and c < 0 is row -c - 1 of leaf_value. children is
+    # flattened, so that child `side` of node c is children[2 * c + side].
+    node_offset = arrays["node_offset"].astype(np.int64)
+    leaf_offset = arrays["leaf_offset"].astype(np.int64)
+    n_internal = np.diff(node_offset)
+    tree_of_node = np.repeat(np.arange(n_internal.size), n_internal)
+    local = arrays["children"].astype(np.int64)
+    children = np.where(
+        local >= 0,
+        node_offset[tree_of_node][:, None] + local,
+        local - leaf_offset[tree_of_node][:, None],
+    )
+    roots = np.where(n_internal > 0, node_offset[:-1], -leaf_offset[:-1] - 1)
+    return (
+        arrays["feature"].astype(np.int64),
+        arrays["threshold"],
+        arrays["missing_go_to_left"],
+        children.ravel(),
+        roots,
+        arrays["leaf_value"],
+    )
+
+
 def _numpy_leaves(
     X: np.ndarray,
     feature: np.ndarray,
     threshold: np.ndarray,
     missing_go_to_left: np.ndarray,
     children: np.ndarray,
-    node_offset: np.ndarray,
-    leaf_offset: np.ndarray,
+    roots: np.ndarray,
 ) -> np.ndarray:
-    # Return the global leaf index (rows, trees) that each row reaches in
-    # each tree, advancing the unfinished walks one level per step.
-    n_rows = X.shape[0]
-    n_trees = node_offset.shape[0] - 1
-    node_begin = node_offset[:-1].astype(np.int64)
-    # One local node code per walk: >= 0 internal node, < 0 leaf -code - 1.
-    roots = np.where(np.diff(node_offset) > 0, 0, -1)
-    state = np.tile(roots.astype(np.int64), n_rows)
-    active = np.flatnonzero(state >= 0)
-    while active.size:
-        rows, trees = np.divmod(active, n_trees)
-        nodes = node_begin[trees] + state[active]
-        values = X[rows, feature[nodes]]
-        go_left = values <= threshold[nodes]
-        go_left |= np.isnan(values) & missing_go_to_left[nodes]
-        step = np.where(go_left, children[nodes, 0], children[nodes, 1])
-        state[active] = step
-        active = active[step >= 0]
-    leaves = (-state - 1).reshape(n_rows, n_trees)
-    return leaves + leaf_offset[:-1].astype(np.int64)[np.newaxis, :]
+    # Return the leaf_value row (rows, trees) that each row reaches in each
+    # tree, advancing the unfinished walks one level per step.
+    n_rows, n_features = X.shape
+    n_trees = roots.shape[0]
+    codes = np.tile(roots, n_rows)  # one walk per (row, tree), row-major
+    walks = np.flatnonzero(codes >= 0)
+    row_starts = walks // n_trees * n_features  # where each walk's row begins
+    nodes = codes[walks]
+    values_of = X.ravel()
+    check_nan = bool(np.isnan(X).any())
+    while walks.size:
+        values = values_of[row_starts + feature[nodes]]
+        go_right = ~(values <= threshold[nodes])
+        if check_nan:
+            go_right &= ~(np.isnan(values) & missing_go_to_left[nodes])
+        nodes = children[2 * nodes + go_right]
+        codes[walks] = nodes
+        unfinished = nodes >= 0
+        walks = walks[unfinished]
+        row_starts = row_starts[unfinished]
+        nodes = nodes[unfinished]
+    return (-codes - 1).reshape(n_rows, n_trees)
 
 
 def _predict_numpy(
@@ -483,12 +510,13 @@ def _predict_numpy(
     infinite_rows = np.flatnonzero(np.isinf(X).any(axis=1))
     if infinite_rows.size:
         return int(infinite_rows[0])
-    # The numba kernels' arguments; this walk needs no tree depths.
-    *node_arrays, leaf_offset, leaf_value, _ = arrays
-    n_trees = leaf_offset.shape[0] - 1
+    feature, threshold, missing_go_to_left, children, roots, leaf_value = arrays
+    n_trees = roots.shape[0]
     for start in range(0, X.shape[0], _NUMPY_CHUNK_ROWS):
         stop = start + _NUMPY_CHUNK_ROWS
-        leaves = _numpy_leaves(X[start:stop], *node_arrays, leaf_offset)
+        leaves = _numpy_leaves(
+            X[start:stop], feature, threshold, missing_go_to_left, children, roots
+        )
         block = out[start:stop]
         block[:] = 0.0
         for tree in range(n_trees):  # in tree order, as the numba kernels add
@@ -901,8 +929,12 @@ class CompiledForest:
         self.max_depth = int(depth.max())
         self._arrays = checked
         # The kernels' arguments, built once to keep per-call work small.
-        self._kernel_args = (*(checked[name] for name in _ARRAY_NAMES[:-1]), depth)
-        self._predict = _predict_numba if self.kernel == "numba" else _predict_numpy
+        if self.kernel == "numba":
+            self._kernel_args = (*(checked[name] for name in _ARRAY_NAMES[:-1]), depth)
+            self._predict = _predict_numba
+        else:
+            self._kernel_args = _numpy_kernel_args(checked)
+            self._predict = _predict_numpy
         logger.debug(
             "compiled forest: %d trees, %d internal nodes, %s kernel",
             self.n_trees,

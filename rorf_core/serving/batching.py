@@ -110,7 +110,9 @@ class MicroBatcher:
             _, future = self._queue.get_nowait()
             if not future.done():
                 future.set_exception(ScoringError("the server is shutting down"))
-        # A scoring call that hangs cannot be interrupted; do not wait for it.
+        # A scoring call that hangs cannot be interrupted, so do not wait for it.
+        # NOTE: the interpreter still joins this worker thread at exit, so a
+        # hung embedder delays the process's exit until the call returns.
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._collector = None
 

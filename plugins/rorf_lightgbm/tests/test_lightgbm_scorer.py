@@ -153,6 +153,16 @@ def test_thread_count_does_not_change_model():
     assert one.to_state()[0]["model_sha256"] == two.to_state()[0]["model_sha256"]
 
 
+def test_single_row_matches_batch():
+    X, y = make_data()
+    scorer = LightGBMForestScorer(**{**FAST, "n_jobs": 2}).fit(X, y)
+    batch = scorer.predict_proba(X[:5])
+
+    for index in range(5):
+        row = scorer.predict_proba(X[index : index + 1])
+        np.testing.assert_array_equal(row[0], batch[index])
+
+
 def test_predict_accepts_empty_batch():
     X, y = make_data()
     scorer = LightGBMForestScorer(**FAST).fit(X, y)
