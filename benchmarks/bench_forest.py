@@ -59,6 +59,7 @@ class BenchContext:
     estimator: Any
     forest: Any
     workdir: Path
+    texts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     single_calls: int = 3_000
     sklearn_single_calls: int = 300
@@ -139,7 +140,7 @@ def prepare(workdir: Path, forest_cache: Path | None = None) -> BenchContext:
     forest = CompiledForest.from_sklearn(estimator)
     compile_s = time.perf_counter() - started
     context = BenchContext(
-        X=X, y=y, estimator=estimator, forest=forest, workdir=workdir
+        X=X, y=y, estimator=estimator, forest=forest, workdir=workdir, texts=texts
     )
     nodes = [member.tree_.node_count for member in estimator.estimators_]
     data = (
@@ -537,6 +538,63 @@ def section_batch_sizes(context: BenchContext) -> list[Result]:
     return results
 
 
+def section_controller_route(context: BenchContext) -> list[Result]:
+    """End-to-end Controller.route with the default embedder (wordllama).
+
+    The router wraps the benchmark's forest and is saved and loaded in the
+    safe format. The reference is what RoRF's Controller does per prompt:
+    embed one prompt, then scikit-learn ``predict_proba`` with n_jobs=-1.
+    The target is an absolute p50 under 1 ms, shown as ``1 ms / p50``.
+    """
+    from rorf_core import Controller, get_embedder
+    from rorf_core.forest.sklearn_forest import RandomForestScorer
+    from rorf_core.router import Router
+
+    embedder = get_embedder("wordllama")
+    router = Router(
+        embedder=embedder,
+        scorer=RandomForestScorer.from_estimator(context.estimator),
+        model_a="gpt-4-1106-preview",
+        model_b="mixtral-8x7b-instruct-v0.1",
+        embedder_dimension=context.X.shape[1],
+    )
+    path = router.save_pretrained(context.workdir / "route-router")
+    controller = Controller(router=str(path), threshold=0.5)
+    prompts = [context.texts[i] for i in np.random.default_rng(1).permutation(len(context.texts))]
+    controller.route(prompts[0])
+    estimator = context.estimator
+    estimator.set_params(n_jobs=-1)
+
+    def reference(prompt: str) -> Any:
+        return estimator.predict_proba(embedder.embed([prompt]))
+
+    reference(prompts[0])
+    ours, theirs = time_rounds(
+        controller.route,
+        reference,
+        prompts[: context.single_calls],
+        prompts[: context.sklearn_single_calls],
+    )
+    results = []
+    for quantile in (50, 99):
+        mine = float(np.percentile(ours, quantile))
+        other = float(np.percentile(theirs, quantile))
+        results.append(
+            Result(
+                "Controller.route, wordllama",
+                f"p{quantile} latency",
+                format_seconds(mine),
+                format_seconds(other),
+                other / mine,
+            )
+        )
+    p50 = float(np.percentile(ours, 50))
+    results.append(
+        Result("Controller.route, wordllama", "1 ms / p50", format_seconds(p50), "1.0 ms", 1e-3 / p50, 1.0)
+    )
+    return results
+
+
 SECTIONS: list[Callable[[BenchContext], list[Result]]] = [
     section_agreement,
     section_single_prompt,
@@ -544,6 +602,7 @@ SECTIONS: list[Callable[[BenchContext], list[Result]]] = [
     section_batch,
     section_storage,
     section_fresh_process,
+    section_controller_route,
 ]
 
 
