@@ -67,7 +67,7 @@ class Controller:
         self.model_a = model_a or self.router.model_a
         self.model_b = model_b or self.router.model_b
         if (self.model_a, self.model_b) != (self.router.model_a, self.router.model_b):
-            logger.info(
+            logger.warning(
                 "router was trained on %s (A) vs %s (B); routing to %s and %s",
                 self.router.model_a, self.router.model_b, self.model_a, self.model_b,
             )

@@ -20,6 +20,7 @@ __all__ = [
     "EmbeddingError",
     "MissingAPIKeyError",
     "InvalidInputError",
+    "InvalidThresholdError",
 ]
 
 
@@ -88,3 +89,7 @@ class InvalidInputError(RorfError, ValueError):
         self.index = index
         self.reason = reason
         super().__init__(f"text at index {index} is invalid: {reason}")
+
+
+class InvalidThresholdError(RorfError, ValueError):
+    """A routing threshold is not a number in [0, 1]."""

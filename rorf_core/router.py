@@ -13,7 +13,7 @@ import numpy as np
 from rorf_core import format as router_format
 from rorf_core import plugins
 from rorf_core.embedders.base import Embedder
-from rorf_core.errors import RouterFormatError
+from rorf_core.errors import InvalidThresholdError, RouterFormatError
 from rorf_core.features import model_inputs
 from rorf_core.forest.base import Scorer
 from rorf_core.labels import (
@@ -39,9 +39,11 @@ def check_threshold(threshold: float) -> float:
     try:
         value = float(threshold)
     except (TypeError, ValueError):
-        raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}") from None
+        raise InvalidThresholdError(
+            f"threshold must be a number in [0, 1], got {threshold!r}"
+        ) from None
     if not 0.0 <= value <= 1.0:
-        raise ValueError(
+        raise InvalidThresholdError(
             f"threshold must be in [0, 1], got {threshold!r}; use `rorf calibrate` "
             "to find the threshold for a share of calls to model A"
         )

@@ -35,13 +35,15 @@ def plugins(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"registered": rows, "failed": failures}, indent=2))
         return
-    click.echo(f"{'kind':<9} {'name':<16} {'distribution':<18} {'version':<9} plugin")
+    table = [["kind", "name", "distribution", "version", "plugin"]]
     for row in rows:
         name = row["name"] + (f" ({', '.join(row['aliases'])})" if row["aliases"] else "")
-        click.echo(
-            f"{row['kind']:<9} {name:<16} {row['distribution'] or '-':<18} "
-            f"{row['version'] or '-':<9} {row['plugin']}"
+        table.append(
+            [row["kind"], name, row["distribution"] or "-", row["version"] or "-", row["plugin"]]
         )
+    widths = [max(len(line[column]) for line in table) for column in range(5)]
+    for line in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
     for failure in failures:
         click.echo(
             f"failed   {failure['plugin']} ({failure['distribution'] or 'runtime'}): "
