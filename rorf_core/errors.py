@@ -51,7 +51,7 @@ class PluginLoadError(RorfError, ImportError):
 
 
 class DatasetError(RorfError, ValueError):
-    """A training or evaluation table is missing columns or holds bad rows."""
+    """A training or evaluation table is missing columns or contains invalid rows."""
 
 
 class RouterNotFoundError(RorfError, FileNotFoundError):

@@ -77,8 +77,8 @@ def write_router_dir(
 
 
 def _fsync_dir_files(directory: Path) -> None:
-    # mkdtemp makes the directory private (0700) and safetensors may write
-    # 0600 files; give both the permissions the user's umask asks for.
+    # mkdtemp makes the directory private (0700), and safetensors may write
+    # 0600 files, so both get the permissions of the user's umask instead.
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(directory, 0o777 & ~umask)

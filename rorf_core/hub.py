@@ -41,13 +41,13 @@ _NOT_UPLOADED = ("calibration-cache",)
 
 
 def looks_like_repo_id(name: str) -> bool:
-    """Whether ``name`` has the ``owner/name`` shape of a hub repo id."""
+    """Return whether ``name`` has the ``owner/name`` shape of a hub repo id."""
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "~"))
 
 
 def hub_offline() -> bool:
-    """Whether ``huggingface_hub`` runs offline (``HF_HUB_OFFLINE`` was set)."""
+    """Return whether ``huggingface_hub`` runs offline (``HF_HUB_OFFLINE`` is set)."""
     from huggingface_hub import constants
 
     # huggingface_hub reads HF_HUB_OFFLINE once, at import; ask it rather

@@ -49,7 +49,7 @@ class TrainingConfig:
     """Everything that decides how a router is trained; saved in its metadata.
 
     ``recipe`` supplies the label scheme, decision rule, scorer, scorer
-    parameters, embedding columns and text features; any of those given
+    parameters, embedding columns and text features. Any of those given
     here (not None) overrides the recipe's value, and ``scorer_params`` are
     merged over the recipe's.
     """
@@ -169,7 +169,7 @@ def train_router(
     progress: bool = True,
     search_budget: float | None = None,
 ) -> TrainingResult:
-    """Train a router as ``config`` says, evaluate it, and save it to ``out`` if given.
+    """Train a router from ``config``, evaluate it, and save it to ``out`` if given.
 
     With ``search_budget`` (seconds), the leaf size and the number of
     embedding columns are first chosen by cross-validation on the training

@@ -90,7 +90,8 @@ def test_drop_invalid_counts_rows(tmp_path: Path) -> None:
     battles = load_battles(str(path), "strong/model", "weak-model", drop_invalid=True)
     assert len(battles) == 28
     assert battles.dropped == 2
-    assert 3 not in battles.rows and 5 not in battles.rows
+    assert 3 not in battles.rows
+    assert 5 not in battles.rows
     assert not np.isnan(battles.scores_b).any()
 
 

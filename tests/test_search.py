@@ -27,7 +27,7 @@ def test_search_picks_best_cv_candidate() -> None:
     gain = scores_a - scores_b
 
     def fit_and_score(settings, fit_rows, score_rows):
-        # "good" sees the true gain on the scored rows; "bad" sees noise.
+        # "good" scores rows by their true gain plus noise. "bad" uses noise alone.
         noise = rng.random(score_rows.size)
         return gain[score_rows] + noise if settings["name"] == "good" else noise
 

@@ -21,7 +21,7 @@ from rorf_core.cli.options import cache_from_option, parse_key_values
 @click.option("--max-depth", type=click.IntRange(min=1), help="Maximum depth of each tree (recipe default: none for 'default', 20 for 'rorf').")
 @click.option("--n-estimators", type=click.IntRange(min=1), help="Number of trees (recipe default: 300 / 100).")
 @click.option("--max-features", help="Features tried per split: a fraction (0-1], a count, or 'sqrt'/'log2' (recipe default: 0.5 / 1.0).")
-@click.option("--min-samples-leaf", type=click.IntRange(min=1), help="Fewest training rows in a leaf (recipe default: 10 / 1).")
+@click.option("--min-samples-leaf", type=click.IntRange(min=1), help="Minimum training rows in a leaf (recipe default: 10 / 1).")
 @click.option("--search", is_flag=True, help="Choose forest settings by cross-validation on the training rows before the final fit.")
 @click.option("--search-budget", type=click.FloatRange(min=1), default=600, show_default=True, help="Time budget for --search, in seconds.")
 @click.option("--eval-dataset", help="Held-out table to evaluate on instead of a split of --dataset.")

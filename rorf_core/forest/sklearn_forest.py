@@ -47,6 +47,34 @@ REGRESSOR_DEFAULTS: dict[str, Any] = {
 _RUNTIME_PARAMS = ("n_jobs",)
 
 
+def _read_forest(
+    name: str,
+    meta: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    columns: int,
+    column_kind: str = "classes",
+) -> tuple[Any, int]:
+    """Rebuild the compiled forest and check it against the saved metadata."""
+    from rorf_core.forest.compiled import CompiledForest
+
+    try:
+        n_features = int(meta["n_features"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise RouterFormatError(f"{name} scorer state is invalid: {error!r}") from error
+    forest = CompiledForest.from_arrays(arrays)
+    if forest.n_classes != columns:
+        raise RouterFormatError(
+            f"{name} scorer state lists {columns} {column_kind} but the forest "
+            f"arrays hold {forest.n_classes}"
+        )
+    if forest.n_features != n_features:
+        raise RouterFormatError(
+            f"{name} scorer state says {n_features} features but the forest "
+            f"arrays use {forest.n_features}"
+        )
+    return forest, n_features
+
+
 class _SklearnForestScorer(Scorer):
     estimator_name: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = RORF_FOREST_DEFAULTS
@@ -101,25 +129,12 @@ class _SklearnForestScorer(Scorer):
         meta: dict[str, Any],
         arrays: dict[str, np.ndarray],
     ) -> _SklearnForestScorer:
-        from rorf_core.forest.compiled import CompiledForest
-
         scorer = cls(**params)
         try:
             classes = np.asarray(meta["classes"], dtype=np.int64)
-            n_features = int(meta["n_features"])
         except (KeyError, TypeError, ValueError) as error:
             raise RouterFormatError(f"{cls.name} scorer state is invalid: {error!r}") from error
-        forest = CompiledForest.from_arrays(arrays)
-        if forest.n_classes != classes.size:
-            raise RouterFormatError(
-                f"{cls.name} scorer state lists {classes.size} classes but the forest "
-                f"arrays hold {forest.n_classes}"
-            )
-        if forest.n_features != n_features:
-            raise RouterFormatError(
-                f"{cls.name} scorer state says {n_features} features but the forest "
-                f"arrays use {forest.n_features}"
-            )
+        forest, n_features = _read_forest(cls.name, meta, arrays, classes.size)
         scorer.forest_ = forest
         scorer.classes_ = classes
         scorer.n_features_in_ = n_features
@@ -183,21 +198,13 @@ class _SklearnRegressorScorer(_SklearnForestScorer):
         meta: dict[str, Any],
         arrays: dict[str, np.ndarray],
     ) -> _SklearnRegressorScorer:
-        from rorf_core.forest.compiled import CompiledForest
-
         scorer = cls(**params)
         try:
             low, high = (float(value) for value in meta["target_range"])
-            n_features = int(meta["n_features"])
         except (KeyError, TypeError, ValueError) as error:
             raise RouterFormatError(f"{cls.name} scorer state is invalid: {error!r}") from error
-        forest = CompiledForest.from_arrays(arrays)
-        if forest.n_classes != 2 or forest.n_features != n_features:
-            raise RouterFormatError(
-                f"{cls.name} scorer state expects 2 encoded columns and {n_features} "
-                f"features, but the forest arrays hold {forest.n_classes} and "
-                f"{forest.n_features}"
-            )
+        # compile_regressor stores each leaf as two probability columns.
+        forest, n_features = _read_forest(cls.name, meta, arrays, 2, "encoded columns")
         scorer.forest_ = forest
         scorer.target_low_, scorer.target_high_ = low, high
         scorer.classes_ = np.array([0])
