@@ -53,6 +53,8 @@ class Battles:
     #: 0-based row numbers in the source table, after any dropped rows.
     rows: np.ndarray
     dropped: int = 0
+    #: the group column's value per row (None where empty), if one was read.
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -65,6 +67,7 @@ class Battles:
             scores_a=self.scores_a[index],
             scores_b=self.scores_b[index],
             rows=self.rows[index],
+            groups=None if self.groups is None else self.groups[index],
         )
 
 
@@ -160,6 +163,8 @@ def load_battles(
     *,
     split: str | None = None,
     drop_invalid: bool = False,
+    group_column: str | None = None,
+    require_group_column: bool = False,
 ) -> Battles:
     """Read prompts and scores from ``dataset`` and check every row.
 
@@ -171,6 +176,10 @@ def load_battles(
     :param split: the hub dataset split (default ``train``).
     :param drop_invalid: drop rows with an empty prompt or a missing or
         non-numeric score, and report how many, instead of raising.
+    :param group_column: a column that groups the rows (such as an MMLU
+        subject), read into ``Battles.groups`` when the table has it.
+    :param require_group_column: raise if ``group_column`` is missing
+        instead of leaving ``groups`` as None.
     :raises DatasetError: a column is missing, or a row is invalid and
         ``drop_invalid`` is false; the message names the row.
     """
@@ -207,7 +216,30 @@ def load_battles(
         source=source,
         rows=np.asarray(keep, dtype=np.int64),
         dropped=dropped,
+        groups=_read_groups(table, group_column, require_group_column, source, keep),
     )
+
+
+def _read_groups(
+    table: Any, column: str | None, required: bool, source: str, keep: list[int]
+) -> np.ndarray | None:
+    if column is None:
+        return None
+    if column not in table.column_names:
+        if required:
+            raise DatasetError(
+                f"dataset {source!r} has no group column {column!r}; columns present: "
+                f"{', '.join(table.column_names)}. Name another with --group-column, "
+                "or pass --group-weight 0 to train without groups."
+            )
+        logger.info("dataset %s has no %r column; training on the plain score gap", source, column)
+        return None
+    values = table[column]
+    groups = np.empty(len(keep), dtype=object)
+    for position, row in enumerate(keep):
+        value = values[row]
+        groups[position] = None if value is None or str(value).strip() == "" else str(value)
+    return groups
 
 
 def load_prompts(dataset: str, *, split: str | None = None, drop_invalid: bool = False) -> list[str]:

@@ -32,14 +32,21 @@ class Recipe:
     #: leading embedding columns fed to the scorer; None feeds all of them.
     embedding_columns: int | None = None
     text_features: tuple[str, ...] = ()
+    #: column whose per-group mean gap smooths the regression target, used
+    #: when the training table has it (see rorf_core.group_target).
+    group_column: str | None = None
+    #: share of the target taken from the group's mean gap; 0 turns it off.
+    group_weight: float = 0.0
+    group_prior_rows: float = 20.0
 
 
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(
         name="default",
         description=(
-            "extra-trees regressor on score_A - score_B over the first 32 "
-            "embedding columns plus 12 text features"
+            "extra-trees regressor on score_A - score_B, smoothed toward the "
+            "subject's mean gap when the table has a 'subject' column, over the "
+            "first 32 embedding columns plus 12 text features"
         ),
         label_scheme="score_gap",
         decision_rule="predicted_gain",
@@ -51,6 +58,9 @@ RECIPES: dict[str, Recipe] = {
         },
         embedding_columns=32,
         text_features=DEFAULT_TEXT_FEATURES,
+        group_column="subject",
+        group_weight=0.5,
+        group_prior_rows=20.0,
     ),
     "rorf": Recipe(
         name="rorf",

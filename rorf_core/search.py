@@ -63,13 +63,22 @@ class SearchResult:
         return attrs.asdict(self)
 
 
-def candidate_settings(start: dict[str, Any], dimension: int) -> list[dict[str, Any]]:
-    """Return the candidates to try: ``start`` first, then the grid around it."""
+def candidate_settings(
+    start: dict[str, Any], dimension: int, group_weights: Sequence[float] = ()
+) -> list[dict[str, Any]]:
+    """Return the candidates to try: ``start`` first, then the grid around it.
+
+    With ``group_weights`` (when the training rows carry groups), every
+    candidate also has a ``group_weight`` taken from them, so the search
+    measures whether smoothing the target toward group means helps this data.
+    """
     columns = sorted({min(c, dimension) for c in EMBEDDING_COLUMNS})
     grid = [
         {"min_samples_leaf": leaf, "embedding_columns": cols}
         for leaf, cols in itertools.product(LEAF_SIZES, columns)
     ]
+    if group_weights:
+        grid = [{**point, "group_weight": weight} for point in grid for weight in group_weights]
     return [start] + [candidate for candidate in grid if candidate != start]
 
 

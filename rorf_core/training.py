@@ -16,6 +16,13 @@ from rorf_core.calibration import calibration_table
 from rorf_core.data import Battles, load_battles
 from rorf_core.errors import DatasetError
 from rorf_core.features import model_inputs
+from rorf_core.group_target import (
+    GroupTarget,
+    group_metadata,
+    requested_group_target,
+    smooth_gap,
+    usable_group_target,
+)
 from rorf_core.labels import (
     check_rule_fits_scheme,
     gain_to_score,
@@ -44,6 +51,13 @@ def _check_fraction(instance: Any, attribute: Any, value: float) -> None:
         raise ValueError(f"eval_fraction must be between 0 and 1 (exclusive), got {value!r}")
 
 
+def _check_group_weight(instance: Any, attribute: Any, value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"group_weight must be between 0 and 1, got {value!r}; 0 trains on the plain score gap"
+        )
+
+
 @attrs.frozen(kw_only=True)
 class TrainingConfig:
     """Everything that decides how a router is trained; saved in its metadata.
@@ -52,6 +66,12 @@ class TrainingConfig:
     parameters, embedding columns and text features. Any of those given
     here (not None) overrides the recipe's value, and ``scorer_params`` are
     merged over the recipe's.
+
+    ``group_column``, ``group_weight`` and ``group_prior_rows`` smooth a
+    score-gap target toward each group's mean gap (see
+    :mod:`rorf_core.group_target`). The recipe's column is used only when the
+    table has it; a column or weight given here must be usable, or training
+    fails. ``group_weight=0`` turns the smoothing off.
     """
 
     dataset: str
@@ -68,6 +88,9 @@ class TrainingConfig:
     text_features: tuple[str, ...] | None = attrs.field(
         default=None, converter=attrs.converters.optional(tuple)
     )
+    group_column: str | None = None
+    group_weight: float | None = attrs.field(default=None, validator=_check_group_weight)
+    group_prior_rows: float | None = None
     eval_dataset: str | None = None
     eval_fraction: float = attrs.field(default=0.2, validator=_check_fraction)
     seed: int = 0
@@ -91,6 +114,15 @@ class TrainingConfig:
             ),
             text_features=(
                 self.text_features if self.text_features is not None else recipe.text_features
+            ),
+            group_column=self.group_column or recipe.group_column,
+            group_weight=(
+                self.group_weight if self.group_weight is not None else recipe.group_weight
+            ),
+            group_prior_rows=(
+                self.group_prior_rows
+                if self.group_prior_rows is not None
+                else recipe.group_prior_rows
             ),
         )
 
@@ -127,9 +159,16 @@ def split_battles(battles: Battles, eval_fraction: float, seed: int) -> tuple[Ba
     return battles.subset(training), battles.subset(held_out)
 
 
-def _load_splits(config: TrainingConfig) -> tuple[Battles, Battles]:
+def _load_splits(
+    config: TrainingConfig, group: GroupTarget | None, required: bool
+) -> tuple[Battles, Battles]:
     battles = load_battles(
-        config.dataset, config.model_a, config.model_b, drop_invalid=config.drop_invalid
+        config.dataset,
+        config.model_a,
+        config.model_b,
+        drop_invalid=config.drop_invalid,
+        group_column=None if group is None else group.column,
+        require_group_column=required,
     )
     if config.eval_dataset is None:
         return split_battles(battles, config.eval_fraction, config.seed)
@@ -178,12 +217,23 @@ def train_router(
     """
     from rorf_core.evaluation import evaluate_scores
 
+    # A group setting the caller gave must apply; the recipe's may be skipped.
+    column_named, weight_named = config.group_column is not None, config.group_weight is not None
     config = config.resolved()
     label_scheme = get_label_scheme(config.label_scheme)
     check_rule_fits_scheme(label_scheme, get_decision_rule(config.decision_rule))
-    train, held_out = _load_splits(config)
+    group = requested_group_target(
+        config.group_column,
+        config.group_weight,
+        config.group_prior_rows,
+        label_scheme=label_scheme,
+        column_named=column_named,
+        weight_named=weight_named,
+    )
+    train, held_out = _load_splits(config, group, required=column_named or weight_named)
     labels = label_scheme(train.scores_a, train.scores_b)
     _check_labels(labels, label_scheme.label_names(), train.source)
+    group = usable_group_target(group, train.groups)
     embedder = plugins.get_embedder(config.embedder, **config.embedder_options)
     scorer = plugins.get_scorer_class(config.scorer)(**config.scorer_params)
     if scorer.is_regressor != label_scheme.is_regression:
@@ -201,15 +251,17 @@ def train_router(
     gain_scale = float(np.max(np.abs(labels))) if label_scheme.is_regression else 1.0
     search = None
     if search_budget is not None:
-        search = _search(config, train, train_x, labels, columns, search_budget)
-        columns = search.best["embedding_columns"]
-        params = {**config.scorer_params, "min_samples_leaf": search.best["min_samples_leaf"]}
-        config = attrs.evolve(config, scorer_params=params, embedding_columns=columns)
-        scorer = plugins.get_scorer_class(config.scorer)(**params)
+        search = _search(config, train, train_x, labels, columns, search_budget, group)
+        config, group = _apply_search(config, search.best, group)
+        columns = config.embedding_columns
+        scorer = plugins.get_scorer_class(config.scorer)(**config.scorer_params)
+    if group is None:
+        config = attrs.evolve(config, group_column=None, group_weight=0.0)
+    targets = labels if group is None else smooth_gap(labels, train.groups, group)
     logger.info("fitting %s on %d rows", scorer.name, len(train))
     scorer.fit(
         model_inputs(train_x, train.prompts, embedding_columns=columns, text_features=config.text_features),
-        labels,
+        targets,
     )
     router = Router(
         embedder=embedder,
@@ -237,6 +289,7 @@ def train_router(
         "table": calibration_table(scores),
     }
     router.training = _training_metadata(config, train, held_out, report)
+    router.training["group_target"] = group_metadata(group, train.groups)
     if search is not None:
         router.training["search"] = search.to_dict()
     if out is not None:
@@ -253,6 +306,7 @@ def _search(
     labels: np.ndarray,
     columns: int | None,
     budget: float,
+    group: GroupTarget | None,
 ) -> Any:
     # Only training rows reach the search: held-out rows are never passed in.
     from rorf_core.search import candidate_settings, search_settings
@@ -268,24 +322,56 @@ def _search(
             train_x, prompts, embedding_columns=settings["embedding_columns"], text_features=config.text_features
         )
         params = {**config.scorer_params, "min_samples_leaf": settings["min_samples_leaf"]}
-        scorer = scorer_class(**params).fit(inputs[fit_rows], labels[fit_rows])
+        targets = labels[fit_rows]
+        fold_group = _searched_group(group, settings)
+        if fold_group is not None:
+            # Group means from the fitting rows only, as in the final fit.
+            targets = smooth_gap(targets, train.groups[fit_rows], fold_group)
+        scorer = scorer_class(**params).fit(inputs[fit_rows], targets)
         if scheme.is_regression:
             return gain_to_score(scorer.predict(inputs[score_rows]), scale)
         proba = scorer.predict_proba(inputs[score_rows])
         return rule(proba, scorer.classes_, scheme.labels)
 
-    start = {
+    start: dict[str, Any] = {
         "min_samples_leaf": config.scorer_params.get("min_samples_leaf", 1),
         "embedding_columns": columns if columns is not None else train_x.shape[1],
     }
+    group_weights: tuple[float, ...] = ()
+    if group is not None:
+        start["group_weight"] = group.weight
+        group_weights = (group.weight, 0.0)
     return search_settings(
         fit_and_score,
         train.scores_a,
         train.scores_b,
-        candidate_settings(start, train_x.shape[1]),
+        candidate_settings(start, train_x.shape[1], group_weights),
         budget_seconds=budget,
         seed=config.seed,
     )
+
+
+def _apply_search(
+    config: TrainingConfig, best: dict[str, Any], group: GroupTarget | None
+) -> tuple[TrainingConfig, GroupTarget | None]:
+    """Return the config and smoothing with the search's best settings."""
+    params = {**config.scorer_params, "min_samples_leaf": best["min_samples_leaf"]}
+    group = _searched_group(group, best)
+    config = attrs.evolve(
+        config,
+        scorer_params=params,
+        embedding_columns=best["embedding_columns"],
+        group_weight=config.group_weight if group is None else group.weight,
+    )
+    return config, group
+
+
+def _searched_group(group: GroupTarget | None, settings: dict[str, Any]) -> GroupTarget | None:
+    """Return ``group`` with the weight a search candidate gives, None for 0."""
+    if group is None:
+        return None
+    weight = float(settings.get("group_weight", group.weight))
+    return None if weight == 0.0 else attrs.evolve(group, weight=weight)
 
 
 def _training_metadata(

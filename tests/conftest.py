@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from rorf_core import Embedder
+from rorf_core.training import TrainingConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(
@@ -59,6 +60,22 @@ def write_table(path: Path, rows: dict[str, list[Any]]) -> Path:
             for record in table.to_pylist():
                 handle.write(json.dumps(record) + "\n")
     return path
+
+
+SMALL_FOREST = {"n_estimators": 20, "max_depth": 6}
+
+
+def config_for(path: Path, **overrides: object) -> TrainingConfig:
+    """Return a training config for the keyword embedder and a small forest."""
+    settings = {
+        "dataset": str(path),
+        "model_a": "strong/model",
+        "model_b": "weak-model",
+        "embedder": "keyword-test",
+        "scorer_params": SMALL_FOREST,
+        **overrides,
+    }
+    return TrainingConfig(**settings)  # type: ignore[arg-type]
 
 
 def synthetic_battles(count: int = 300, seed: int = 0) -> dict[str, list[Any]]:

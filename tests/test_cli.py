@@ -57,6 +57,30 @@ def test_train_missing_column_writes_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_train_group_options(tmp_path: Path) -> None:
+    rows = synthetic_battles(200)
+    rows["topic"] = [prompt.split()[0] for prompt in rows["Input"]]
+    dataset = write_table(tmp_path / "b.parquet", rows)
+    out = tmp_path / "router"
+    result = invoke("train", "--dataset", str(dataset), "--model-a", "strong/model", "--model-b", "weak-model",
+                    "--embedder", "hashing", *SMALL, "--group-column", "topic", "--group-weight", "0.3",
+                    "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "target smoothed toward the mean gap of 4 'topic' groups (weight 0.3)" in result.output
+    group = json.loads((out / "router.json").read_text())["training"]["group_target"]
+    assert group["column"] == "topic"
+    assert group["weight"] == 0.3
+
+
+def test_train_group_weight_out_of_range(tmp_path: Path) -> None:
+    dataset = write_table(tmp_path / "b.parquet", synthetic_battles(50))
+    result = invoke("train", "--dataset", str(dataset), "--embedder", "hashing", "--group-weight", "1.5",
+                    "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2
+    assert "--group-weight" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_calibrate_half_then_controller_sends_half(trained: tuple[Path, Path]) -> None:
     dataset, router = trained
     result = invoke("calibrate", "--router", str(router), "--dataset", str(dataset), "--model-a-pct", "0.5")

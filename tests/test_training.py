@@ -7,24 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import synthetic_battles, write_table
+from conftest import config_for, synthetic_battles, write_table
 from rorf_core import Controller, DatasetError, Router
 from rorf_core.training import TrainingConfig, train_router
-
-SMALL_FOREST = {"n_estimators": 20, "max_depth": 6}
-
-
-def config_for(path: Path, **overrides: object) -> TrainingConfig:
-    settings = {
-        "dataset": str(path),
-        "model_a": "strong/model",
-        "model_b": "weak-model",
-        "embedder": "keyword-test",
-        "scorer_params": SMALL_FOREST,
-        **overrides,
-    }
-    return TrainingConfig(**settings)  # type: ignore[arg-type]
-
 
 def test_runtime_plugin_trains_and_routes(battles_file: Path, keyword_plugin, cache, tmp_path: Path) -> None:
     out = tmp_path / "router"

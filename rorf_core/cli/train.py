@@ -22,6 +22,8 @@ from rorf_core.cli.options import cache_from_option, parse_key_values
 @click.option("--n-estimators", type=click.IntRange(min=1), help="Number of trees (recipe default: 300 / 100).")
 @click.option("--max-features", help="Features tried per split: a fraction (0-1], a count, or 'sqrt'/'log2' (recipe default: 0.5 / 1.0).")
 @click.option("--min-samples-leaf", type=click.IntRange(min=1), help="Minimum training rows in a leaf (recipe default: 10 / 1).")
+@click.option("--group-column", help="Column that groups the training rows, such as an MMLU subject. The score-gap target is smoothed toward each group's mean gap, and routing never reads the column. Default: the recipe's ('subject' for 'default', used only if the table has it).")
+@click.option("--group-weight", type=click.FloatRange(0, 1), help="Share of each row's target taken from its group's mean gap; 0 trains on the plain gap (recipe default: 0.5 / 0).")
 @click.option("--search", is_flag=True, help="Choose forest settings by cross-validation on the training rows before the final fit.")
 @click.option("--search-budget", type=click.FloatRange(min=1), default=600, show_default=True, help="Time budget for --search, in seconds.")
 @click.option("--eval-dataset", help="Held-out table to evaluate on instead of a split of --dataset.")
@@ -43,6 +45,8 @@ def train(
     n_estimators: int | None,
     max_features: str | None,
     min_samples_leaf: int | None,
+    group_column: str | None,
+    group_weight: float | None,
     search: bool,
     search_budget: float,
     eval_dataset: str | None,
@@ -72,6 +76,8 @@ def train(
         embedder_options=parse_key_values(embedder_options, "--embedder-option"),
         scorer=scorer,
         scorer_params=scorer_params,
+        group_column=group_column,
+        group_weight=group_weight,
         eval_dataset=eval_dataset,
         eval_fraction=eval_fraction,
         seed=seed,
@@ -92,6 +98,12 @@ def train(
     click.echo(
         f"trained on {result.train_rows} rows, evaluated on {result.eval_rows} held-out rows"
     )
+    group = result.router.training.get("group_target")
+    if group:
+        click.echo(
+            f"target smoothed toward the mean gap of {group['groups']} {group['column']!r} "
+            f"groups (weight {group['weight']})"
+        )
     click.echo(result.report.training_summary())
     click.echo(f"router saved to {out}")
 
