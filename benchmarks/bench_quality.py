@@ -14,7 +14,11 @@ Run from the repository root::
 
 ``--search`` adds a row for the default recipe with ``rorf train --search``
 (cross-validation on the training rows); it multiplies the run time by
-about ten.
+about ten. ``--cv-folds K`` also prints the evidence for smoothing the
+target by subject: K-fold cross-validation APGR on each split's training
+rows, with and without the smoothing (about 1 minute per split for K = 10).
+``--ablation-only --forest-seed-offset 100`` refits the ablation forests
+with other seeds, to show how much the forest's own randomness moves APGR.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from rorf_core.data import Battles, load_battles
 from rorf_core.evaluation import oracle_curve, random_curve, routing_curve, routing_metrics
 from rorf_core.features import DEFAULT_TEXT_FEATURES, model_inputs
 from rorf_core.forest.sklearn_forest import ExtraTreesRegressorScorer, RandomForestScorer
+from rorf_core.group_target import GroupTarget, smooth_gap
 from rorf_core.labels import gain_to_score, get_decision_rule, get_label_scheme
 from rorf_core.training import split_battles
 
@@ -45,6 +50,11 @@ MODEL_A = "gpt-4-1106-preview"
 MODEL_B = "mixtral-8x7b-instruct-v0.1"
 RORF_FOREST = {"n_estimators": 100, "max_depth": 20, "max_features": 1.0}
 DEFAULT_FOREST = {"n_estimators": 300, "max_features": 0.5, "min_samples_leaf": 10}
+#: The smoothing of `rorf train --group-column subject --group-weight 0.5`.
+SUBJECT_TARGET = GroupTarget(column="subject", weight=0.5, prior_rows=20.0)
+PLAIN_ROW = "  + first 32 dims only"
+SMOOTHED_ROW = "  + target smoothed by subject mean"
+DEFAULT_ROW = "default recipe (rorf train)"
 
 Split = tuple[Battles, Battles, np.ndarray, np.ndarray]
 
@@ -62,12 +72,16 @@ def rorf_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def gap_regressor(split: Split, seed: int, columns: int | None, features: tuple[str, ...]) -> np.ndarray:
+def gap_regressor(
+    split: Split, seed: int, columns: int | None, features: tuple[str, ...], group: GroupTarget | None = None
+) -> np.ndarray:
     """Extra-trees regressor on score_A - score_B, as the default recipe fits it."""
     train, held_out, train_x, eval_x = split
     gap = train.scores_a - train.scores_b
+    # Group means come from the training rows of the split only.
+    target = gap if group is None else smooth_gap(gap, train.groups, group)
     scorer = ExtraTreesRegressorScorer(**DEFAULT_FOREST, random_state=seed)
-    scorer.fit(model_inputs(train_x, train.prompts, embedding_columns=columns, text_features=features), gap)
+    scorer.fit(model_inputs(train_x, train.prompts, embedding_columns=columns, text_features=features), target)
     inputs = model_inputs(eval_x, held_out.prompts, embedding_columns=columns, text_features=features)
     return gain_to_score(scorer.predict(inputs), float(np.max(np.abs(gap))))
 
@@ -76,32 +90,63 @@ def ablation_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
     return {
         "  regression on the gap, 256 dims": gap_regressor(split, seed, None, ()),
         "  + 12 text features": gap_regressor(split, seed, None, DEFAULT_TEXT_FEATURES),
-        "default recipe (+ first 32 dims only)": gap_regressor(split, seed, 32, DEFAULT_TEXT_FEATURES),
+        PLAIN_ROW: gap_regressor(split, seed, 32, DEFAULT_TEXT_FEATURES),
+        SMOOTHED_ROW: gap_regressor(split, seed, 32, DEFAULT_TEXT_FEATURES, SUBJECT_TARGET),
     }
 
 
-def search_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
-    """The default recipe with settings chosen by CV on the training rows."""
-    from rorf_core.search import candidate_settings, search_settings
 
-    train, held_out, train_x, eval_x = split
+def trained_router_scores(split: Split, seed: int, search: bool) -> np.ndarray:
+    """Held-out scores of `rorf train --seed S` (with --search if asked), run in-process."""
+    from rorf_core.training import TrainingConfig, train_router
+
+    _, held_out, _, eval_x = split
+    config = TrainingConfig(dataset=str(MMLU), model_a=MODEL_A, model_b=MODEL_B, seed=seed)
+    result = train_router(config, progress=False, search_budget=1e9 if search else None)
+    # train_router splits the table with the same seed, so its held-out rows are ours.
+    assert result.router.calibration["rows"] == len(held_out)
+    if search:
+        print(f"    seed {seed}: search chose {result.search.best}")
+    return result.router.win_rate_from_embeddings(eval_x, held_out.prompts)
+
+
+def default_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
+    return {DEFAULT_ROW: trained_router_scores(split, seed, search=False)}
+
+
+def search_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
+    return {"default recipe with --search": trained_router_scores(split, seed, search=True)}
+
+
+def cv_group_weight(split: Split, seed: int, folds: int) -> dict[float, float]:
+    """CV APGR on the split's training rows for group weight 0 and 0.5."""
+    from rorf_core.search import search_settings
+
+    train, _, train_x, _ = split
     gap = train.scores_a - train.scores_b
+    inputs = model_inputs(train_x, train.prompts, embedding_columns=32, text_features=DEFAULT_TEXT_FEATURES)
 
     def fit_and_score(settings: dict[str, Any], fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
-        inputs = model_inputs(train_x, train.prompts, embedding_columns=settings["embedding_columns"], text_features=DEFAULT_TEXT_FEATURES)
-        params = {**DEFAULT_FOREST, "min_samples_leaf": settings["min_samples_leaf"]}
-        scorer = ExtraTreesRegressorScorer(**params, random_state=seed).fit(inputs[fit_rows], gap[fit_rows])
-        return gain_to_score(scorer.predict(inputs[score_rows]), 1.0)
+        target = gap[fit_rows]
+        if settings["group_weight"]:
+            group = GroupTarget(column="subject", weight=settings["group_weight"], prior_rows=20.0)
+            target = smooth_gap(target, train.groups[fit_rows], group)
+        scorer = ExtraTreesRegressorScorer(**DEFAULT_FOREST, random_state=seed).fit(inputs[fit_rows], target)
+        return scorer.predict(inputs[score_rows])
 
-    start = {"min_samples_leaf": 10, "embedding_columns": 32}
-    result = search_settings(fit_and_score, train.scores_a, train.scores_b, candidate_settings(start, 256), budget_seconds=1e9, seed=seed)
-    best = result.best
-    print(f"    seed {seed}: search chose {best}")
-    forest = {**DEFAULT_FOREST, "min_samples_leaf": best["min_samples_leaf"]}
-    scorer = ExtraTreesRegressorScorer(**forest, random_state=seed)
-    scorer.fit(model_inputs(train_x, train.prompts, embedding_columns=best["embedding_columns"], text_features=DEFAULT_TEXT_FEATURES), gap)
-    inputs = model_inputs(eval_x, held_out.prompts, embedding_columns=best["embedding_columns"], text_features=DEFAULT_TEXT_FEATURES)
-    return {"default recipe with --search": gain_to_score(scorer.predict(inputs), 1.0)}
+    candidates = [{"group_weight": 0.0}, {"group_weight": SUBJECT_TARGET.weight}]
+    result = search_settings(fit_and_score, train.scores_a, train.scores_b, candidates, budget_seconds=1e9, seed=seed, folds=folds)
+    return {trial.settings["group_weight"]: trial.cv_apgr for trial in result.trials}
+
+
+def print_cv(cv: dict[int, dict[float, float]], folds: int) -> None:
+    print(f"\n{folds}-fold CV APGR on each split's training rows (held-out rows unused):")
+    print(f"{'split':<8} {'plain gap':>10} {'smoothed':>10} {'gain':>8}")
+    for seed, by_weight in cv.items():
+        plain, smoothed = by_weight[0.0], by_weight[SUBJECT_TARGET.weight]
+        print(f"{seed:<8} {plain:>10.4f} {smoothed:>10.4f} {smoothed - plain:>+8.4f}")
+    gains = [by_weight[SUBJECT_TARGET.weight] - by_weight[0.0] for by_weight in cv.values()]
+    print(f"{'mean':<8} {'':>10} {'':>10} {np.mean(gains):>+8.4f}")
 
 
 def metrics_of(scores_or_curve: Any, held_out: Battles) -> tuple[float, float, float]:
@@ -116,14 +161,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--search", action="store_true", help="add the --search row (slow)")
+    parser.add_argument("--cv-folds", type=int, default=0, help="also print K-fold CV on training rows for the subject smoothing")
+    parser.add_argument("--ablation-only", action="store_true", help="skip the RoRF and rorf-train rows (about 1 minute per split)")
+    parser.add_argument("--forest-seed-offset", type=int, default=0, help="add this to the random_state of the RoRF and ablation forests")
     args = parser.parse_args()
 
-    battles = load_battles(str(MMLU), MODEL_A, MODEL_B)
+    battles = load_battles(str(MMLU), MODEL_A, MODEL_B, group_column="subject", require_group_column=True)
     embeddings = EmbeddingCache().embed(get_embedder("wordllama"), battles.prompts, progress=True)
-    sections: list[Callable[[Split, int], dict[str, np.ndarray]]] = [rorf_rows, ablation_rows]
+    sections: list[Callable[[Split, int], dict[str, np.ndarray]]] = [ablation_rows]
+    if not args.ablation_only:
+        sections = [rorf_rows, ablation_rows, default_rows]
+    # The rorf-train row seeds its split and forest together, so no offset applies to it.
+    offset_sections = (rorf_rows, ablation_rows)
     if args.search:
         sections.append(search_rows)
     results: dict[str, list[tuple[float, float, float]]] = {}
+    cv: dict[int, dict[float, float]] = {}
     started = time.perf_counter()
     for seed in args.seeds:
         train, held_out = split_battles(battles, 0.2, seed)
@@ -135,11 +188,16 @@ def main() -> None:
             "oracle": oracle_curve(held_out.scores_a, held_out.scores_b),
         }
         for section in sections:
-            rows.update(section(split, seed))
+            forest_seed = seed + args.forest_seed_offset if section in offset_sections else seed
+            rows.update(section(split, forest_seed))
         for name, value in rows.items():
             results.setdefault(name, []).append(metrics_of(value, held_out))
+        if args.cv_folds:
+            cv[seed] = cv_group_weight(split, seed, args.cv_folds)
         print(f"  seed {seed} done after {time.perf_counter() - started:.0f} s")
     print_table(results, args.seeds)
+    if cv:
+        print_cv(cv, args.cv_folds)
 
 
 def print_table(results: dict[str, list[tuple[float, float, float]]], seeds: list[int]) -> None:
@@ -149,7 +207,11 @@ def print_table(results: dict[str, list[tuple[float, float, float]]], seeds: lis
         table = np.asarray(values)
         cells = [f"{m:.3f} ± {s:.3f}" for m, s in zip(table.mean(axis=0), table.std(axis=0))]
         print(f"{name:<40} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
-    default = np.asarray(results["default recipe (+ first 32 dims only)"])[:, 0]
+    for name in (PLAIN_ROW, SMOOTHED_ROW):
+        print(f"{name.strip()!r} APGR per split: {np.round(np.asarray(results[name])[:, 0], 4).tolist()}")
+    if DEFAULT_ROW not in results:
+        return
+    default = np.asarray(results[DEFAULT_ROW])[:, 0]
     rorf = np.asarray(results["RoRF recipe (4 classes, p0 + p1)"])[:, 0]
     print(f"\ndefault - RoRF recipe, APGR per split: {np.round(default - rorf, 3).tolist()}")
     print(f"default recipe APGR per split: {np.round(default, 4).tolist()}")
