@@ -159,10 +159,10 @@ def metrics_of(scores_or_curve: Any, held_out: Battles) -> tuple[float, float, f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="split seeds, as in rorf train --seed")
     parser.add_argument("--search", action="store_true", help="add the --search row (slow)")
     parser.add_argument("--cv-folds", type=int, default=0, help="also print K-fold CV on training rows for the subject smoothing")
-    parser.add_argument("--ablation-only", action="store_true", help="skip the RoRF and rorf-train rows (about 1 minute per split)")
+    parser.add_argument("--ablation-only", action="store_true", help="fit only the ablation forests, which takes about 1 minute per split")
     parser.add_argument("--forest-seed-offset", type=int, default=0, help="add this to the random_state of the RoRF and ablation forests")
     args = parser.parse_args()
 

@@ -13,6 +13,7 @@ from rorf_core.embedders.base import Embedder
 from rorf_core.errors import (
     DatasetError,
     EmbeddingError,
+    InvalidConfigError,
     InvalidInputError,
     MissingAPIKeyError,
     PluginLoadError,
@@ -47,6 +48,7 @@ __all__ = [
     "Embedder",
     "EmbeddingCache",
     "EmbeddingError",
+    "InvalidConfigError",
     "InvalidInputError",
     "MissingAPIKeyError",
     "PluginLoadError",

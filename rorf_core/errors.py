@@ -21,6 +21,7 @@ __all__ = [
     "MissingAPIKeyError",
     "InvalidInputError",
     "InvalidThresholdError",
+    "InvalidConfigError",
 ]
 
 
@@ -93,3 +94,7 @@ class InvalidInputError(RorfError, ValueError):
 
 class InvalidThresholdError(RorfError, ValueError):
     """A routing threshold is not a number in [0, 1]."""
+
+
+class InvalidConfigError(RorfError, ValueError):
+    """A training setting is invalid or conflicts with another setting."""

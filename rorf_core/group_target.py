@@ -26,6 +26,8 @@ from typing import Any
 import attrs
 import numpy as np
 
+from rorf_core.errors import InvalidConfigError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -42,7 +44,7 @@ DEFAULT_PRIOR_ROWS = 20.0
 
 def _check_weight(instance: object, attribute: object, value: float) -> None:
     if not 0.0 <= value <= 1.0:
-        raise ValueError(
+        raise InvalidConfigError(
             f"group weight must be between 0 and 1, got {value!r}; "
             "0 trains on the plain score gap"
         )
@@ -50,7 +52,7 @@ def _check_weight(instance: object, attribute: object, value: float) -> None:
 
 def _check_prior(instance: object, attribute: object, value: float) -> None:
     if value < 0:
-        raise ValueError(f"group prior rows must be 0 or more, got {value!r}")
+        raise InvalidConfigError(f"group prior rows must be 0 or more, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -112,14 +114,14 @@ def requested_group_target(
     weight = float(weight or 0.0)
     named = column_named or (weight_named and weight > 0.0)
     if named and not label_scheme.is_regression:
-        raise ValueError(
+        raise InvalidConfigError(
             "group smoothing requires a regression label scheme such as 'score_gap', "
             f"got {label_scheme.name!r}; drop --group-column and --group-weight, "
             "or use --recipe default"
         )
     if column is None:
         if weight_named and weight > 0.0:
-            raise ValueError(
+            raise InvalidConfigError(
                 f"group_weight={weight} requires a group column; pass group_column "
                 "(--group-column NAME)"
             )

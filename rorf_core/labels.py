@@ -15,7 +15,7 @@ from collections.abc import Callable
 import attrs
 import numpy as np
 
-from rorf_core.errors import RouterFormatError
+from rorf_core.errors import InvalidConfigError, RouterFormatError
 
 __all__ = [
     "RORF_LABELS",
@@ -166,7 +166,7 @@ def check_rule_fits_scheme(scheme: LabelScheme, rule: DecisionRule) -> None:
     """Raise unless ``rule`` reads the kind of output that ``scheme`` trains."""
     if scheme.kind != rule.kind:
         matching = sorted(name for name, r in _DECISION_RULES.items() if r.kind == scheme.kind)
-        raise ValueError(
+        raise InvalidConfigError(
             f"decision rule {rule.name!r} reads {rule.kind} output but label scheme "
             f"{scheme.name!r} trains {scheme.kind}; use one of: {', '.join(matching)}"
         )

@@ -14,7 +14,7 @@ import numpy as np
 from rorf_core import plugins
 from rorf_core.calibration import calibration_table
 from rorf_core.data import Battles, load_battles
-from rorf_core.errors import DatasetError
+from rorf_core.errors import DatasetError, InvalidConfigError
 from rorf_core.features import model_inputs
 from rorf_core.group_target import (
     GroupTarget,
@@ -53,7 +53,7 @@ def _check_fraction(instance: Any, attribute: Any, value: float) -> None:
 
 def _check_group_weight(instance: Any, attribute: Any, value: float | None) -> None:
     if value is not None and not 0.0 <= value <= 1.0:
-        raise ValueError(
+        raise InvalidConfigError(
             f"group_weight must be between 0 and 1, got {value!r}; 0 trains on the plain score gap"
         )
 
@@ -160,14 +160,14 @@ def split_battles(battles: Battles, eval_fraction: float, seed: int) -> tuple[Ba
 
 
 def _load_splits(
-    config: TrainingConfig, group: GroupTarget | None, required: bool
+    config: TrainingConfig, group_column: str | None, required: bool
 ) -> tuple[Battles, Battles]:
     battles = load_battles(
         config.dataset,
         config.model_a,
         config.model_b,
         drop_invalid=config.drop_invalid,
-        group_column=None if group is None else group.column,
+        group_column=group_column,
         require_group_column=required,
     )
     if config.eval_dataset is None:
@@ -230,14 +230,16 @@ def train_router(
         column_named=column_named,
         weight_named=weight_named,
     )
-    train, held_out = _load_splits(config, group, required=column_named or weight_named)
+    # A column the caller named must exist even when its weight turns smoothing off.
+    group_column = group.column if group is not None else (config.group_column if column_named else None)
+    train, held_out = _load_splits(config, group_column, required=column_named or weight_named)
     labels = label_scheme(train.scores_a, train.scores_b)
     _check_labels(labels, label_scheme.label_names(), train.source)
     group = usable_group_target(group, train.groups)
     embedder = plugins.get_embedder(config.embedder, **config.embedder_options)
     scorer = plugins.get_scorer_class(config.scorer)(**config.scorer_params)
     if scorer.is_regressor != label_scheme.is_regression:
-        raise ValueError(
+        raise InvalidConfigError(
             f"scorer {config.scorer!r} is a {'regressor' if scorer.is_regressor else 'classifier'} "
             f"but label scheme {label_scheme.name!r} needs a "
             f"{'regressor' if label_scheme.is_regression else 'classifier'}"

@@ -81,6 +81,24 @@ def test_train_group_weight_out_of_range(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_train_group_conflict_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rorf_core.cli import main
+
+    dataset = write_table(tmp_path / "b.parquet", synthetic_battles(50))
+    argv = ["rorf", "train", "--dataset", str(dataset), "--embedder", "hashing", "--recipe", "rorf",
+            "--group-weight", "0.5", "--out", str(tmp_path / "r")]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("Error: group smoothing requires a regression label scheme")
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_calibrate_half_then_controller_sends_half(trained: tuple[Path, Path]) -> None:
     dataset, router = trained
     result = invoke("calibrate", "--router", str(router), "--dataset", str(dataset), "--model-a-pct", "0.5")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import config_for, synthetic_battles, write_table
-from rorf_core import DatasetError
+from rorf_core import DatasetError, InvalidConfigError
 from rorf_core import training as training_module
 from rorf_core.data import load_battles
 from rorf_core.group_target import GroupTarget, group_means, smooth_gap
@@ -88,9 +88,17 @@ def test_default_recipe_without_subject_trains_on_gap(battles_file: Path, keywor
     assert result.router.training["config"]["group_weight"] == 0.0
 
 
-def test_named_column_must_exist(battles_file: Path, keyword_plugin, cache) -> None:
+@pytest.mark.parametrize("weight", [None, 0.0, 0.5])
+def test_named_column_must_exist(battles_file: Path, keyword_plugin, cache, weight: float | None) -> None:
+    config = config_for(battles_file, group_column="topic", group_weight=weight)
     with pytest.raises(DatasetError, match="no group column 'topic'"):
-        train_router(config_for(battles_file, group_column="topic"), cache=cache, progress=False)
+        train_router(config, cache=cache, progress=False)
+
+
+def test_group_error_is_rorf_error(tmp_path: Path, keyword_plugin, cache) -> None:
+    path, _ = grouped_table(tmp_path)
+    with pytest.raises(InvalidConfigError, match="got 'rorf'"):
+        train_router(config_for(path, recipe="rorf", group_column="subject"), cache=cache)
 
 
 def test_group_options_require_regression(tmp_path: Path, keyword_plugin, cache) -> None:
