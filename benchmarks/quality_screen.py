@@ -14,7 +14,7 @@ Run from the repository root::
 All variants use the default recipe's model inputs (first 32 wordllama
 columns plus 12 text features) and its extra-trees regressor (300 trees,
 ``max_features=0.5``, ``min_samples_leaf=10``) unless the name says
-otherwise. About 6 minutes per split for all variants on 2 cores.
+otherwise. About 7 minutes per split for all variants on 2 cores.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ SUBJECT = GroupTarget(column="subject", weight=0.5, prior_rows=20.0)
 
 
 class Fold:
-    """One CV fold: fitting rows and scored rows of a split's training rows."""
+    """The fitting rows of one CV fold, and the models fitted on them."""
 
     def __init__(self, inputs: np.ndarray, embedding: np.ndarray, gap: np.ndarray, groups: np.ndarray, fit: np.ndarray, seed: int) -> None:
         self.fit_x, self.fit_emb, self.fit_gap, self.fit_groups = inputs[fit], embedding[fit], gap[fit], groups[fit]
@@ -55,8 +55,8 @@ class Fold:
         y = target if outputs is None else np.column_stack([target, outputs])
         return ExtraTreesRegressor(**params).fit(self.fit_x, y)
 
-    def smoothed(self) -> np.ndarray:
-        return smooth_gap(self.fit_gap, self.fit_groups, SUBJECT)
+    def smoothed(self, weight: float = SUBJECT.weight) -> np.ndarray:
+        return smooth_gap(self.fit_gap, self.fit_groups, GroupTarget(column="subject", weight=weight, prior_rows=SUBJECT.prior_rows))
 
     def subject_lookup(self, embedding: np.ndarray) -> np.ndarray:
         """Expected subject mean gap under a subject classifier on all 256 columns."""
@@ -76,6 +76,10 @@ Variant = Callable[[Fold, np.ndarray, np.ndarray], np.ndarray]
 VARIANTS: dict[str, Variant] = {
     "plain": lambda f, x, e: f.regressor(f.fit_gap).predict(x),
     "subject": lambda f, x, e: f.regressor(f.smoothed()).predict(x),
+    "subject, leaf 5": lambda f, x, e: f.regressor(f.smoothed(), min_samples_leaf=5).predict(x),
+    "subject, leaf 20": lambda f, x, e: f.regressor(f.smoothed(), min_samples_leaf=20).predict(x),
+    "subject, w = 0.3": lambda f, x, e: f.regressor(f.smoothed(0.3)).predict(x),
+    "subject, w = 0.7": lambda f, x, e: f.regressor(f.smoothed(0.7)).predict(x),
     "subject_lookup": lambda f, x, e: f.subject_lookup(e),
     "subject + 0.25 lookup": lambda f, x, e: 0.75 * f.regressor(f.smoothed()).predict(x) + 0.25 * f.subject_lookup(e),
     "plain + 0.5 lookup": lambda f, x, e: 0.5 * f.regressor(f.fit_gap).predict(x) + 0.5 * f.subject_lookup(e),
