@@ -232,7 +232,7 @@ def _read_groups(
                 f"{', '.join(table.column_names)}. Name another with --group-column, "
                 "or pass --group-weight 0 to train without groups."
             )
-        logger.info("dataset %s has no %r column; training on the plain score gap", source, column)
+        logger.info("dataset %s has no %r column, so no groups were read", source, column)
         return None
     values = table[column]
     groups = np.empty(len(keep), dtype=object)

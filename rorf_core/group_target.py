@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "GroupTarget",
+    "check_group_weight",
     "group_means",
     "group_metadata",
     "requested_group_target",
@@ -42,12 +43,17 @@ __all__ = [
 DEFAULT_PRIOR_ROWS = 20.0
 
 
-def _check_weight(instance: object, attribute: object, value: float) -> None:
+def check_group_weight(value: float) -> None:
+    """Raise InvalidConfigError unless ``value`` is a group weight in [0, 1]."""
     if not 0.0 <= value <= 1.0:
         raise InvalidConfigError(
-            f"group weight must be between 0 and 1, got {value!r}; "
+            f"group_weight must be between 0 and 1, got {value!r}; "
             "0 trains on the plain score gap"
         )
+
+
+def _check_weight(instance: object, attribute: object, value: float) -> None:
+    check_group_weight(value)
 
 
 def _check_prior(instance: object, attribute: object, value: float) -> None:
@@ -107,9 +113,9 @@ def requested_group_target(
 ) -> GroupTarget | None:
     """Return the smoothing that a training run requests, or None.
 
-    ``column_named`` and ``weight_named`` are true where the caller set the column or the
-    weight itself, not only the recipe. Then a setting that cannot apply is
-    an error instead of being skipped.
+    ``column_named`` and ``weight_named`` are true where the caller set the
+    column or the weight itself, not only the recipe. Then a setting that
+    cannot apply is an error instead of being skipped.
     """
     weight = float(weight or 0.0)
     named = column_named or (weight_named and weight > 0.0)
@@ -142,7 +148,10 @@ def requested_group_target(
 
 def usable_group_target(group: GroupTarget | None, groups: np.ndarray | None) -> GroupTarget | None:
     """Return ``group`` if the training rows carry groups, else None."""
-    if group is None or groups is None:
+    if group is None:
+        return None
+    if groups is None:
+        logger.info("no %r groups in the training rows; training on the plain score gap", group.column)
         return None
     if all(value is None for value in groups):
         logger.warning(

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 
 from rorf_core.features import DEFAULT_TEXT_FEATURES
+from rorf_core.group_target import DEFAULT_PRIOR_ROWS
 
 __all__ = ["Recipe", "RECIPES", "get_recipe", "DEFAULT_RECIPE"]
 
@@ -37,7 +38,7 @@ class Recipe:
     group_column: str | None = None
     #: share of the target taken from the group's mean gap; 0 turns it off.
     group_weight: float = 0.0
-    group_prior_rows: float = 20.0
+    group_prior_rows: float = DEFAULT_PRIOR_ROWS
 
 
 RECIPES: dict[str, Recipe] = {
@@ -60,7 +61,7 @@ RECIPES: dict[str, Recipe] = {
         text_features=DEFAULT_TEXT_FEATURES,
         group_column="subject",
         group_weight=0.5,
-        group_prior_rows=20.0,
+        group_prior_rows=DEFAULT_PRIOR_ROWS,
     ),
     "rorf": Recipe(
         name="rorf",

@@ -18,6 +18,7 @@ from rorf_core.errors import DatasetError, InvalidConfigError
 from rorf_core.features import model_inputs
 from rorf_core.group_target import (
     GroupTarget,
+    check_group_weight,
     group_metadata,
     requested_group_target,
     smooth_gap,
@@ -52,10 +53,8 @@ def _check_fraction(instance: Any, attribute: Any, value: float) -> None:
 
 
 def _check_group_weight(instance: Any, attribute: Any, value: float | None) -> None:
-    if value is not None and not 0.0 <= value <= 1.0:
-        raise InvalidConfigError(
-            f"group_weight must be between 0 and 1, got {value!r}; 0 trains on the plain score gap"
-        )
+    if value is not None:
+        check_group_weight(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -231,7 +230,9 @@ def train_router(
         weight_named=weight_named,
     )
     # A column the caller named must exist even when its weight turns smoothing off.
-    group_column = group.column if group is not None else (config.group_column if column_named else None)
+    group_column = config.group_column if column_named else None
+    if group is not None:
+        group_column = group.column
     train, held_out = _load_splits(config, group_column, required=column_named or weight_named)
     labels = label_scheme(train.scores_a, train.scores_b)
     _check_labels(labels, label_scheme.label_names(), train.source)
@@ -257,8 +258,11 @@ def train_router(
         config, group = _apply_search(config, search.best, group)
         columns = config.embedding_columns
         scorer = plugins.get_scorer_class(config.scorer)(**config.scorer_params)
+    # The saved config records the smoothing that was applied, not only requested.
     if group is None:
         config = attrs.evolve(config, group_column=None, group_weight=0.0)
+    else:
+        config = attrs.evolve(config, group_weight=group.weight)
     targets = labels if group is None else smooth_gap(labels, train.groups, group)
     logger.info("fitting %s on %d rows", scorer.name, len(train))
     scorer.fit(
@@ -358,14 +362,8 @@ def _apply_search(
 ) -> tuple[TrainingConfig, GroupTarget | None]:
     """Return the config and smoothing with the search's best settings."""
     params = {**config.scorer_params, "min_samples_leaf": best["min_samples_leaf"]}
-    group = _searched_group(group, best)
-    config = attrs.evolve(
-        config,
-        scorer_params=params,
-        embedding_columns=best["embedding_columns"],
-        group_weight=config.group_weight if group is None else group.weight,
-    )
-    return config, group
+    config = attrs.evolve(config, scorer_params=params, embedding_columns=best["embedding_columns"])
+    return config, _searched_group(group, best)
 
 
 def _searched_group(group: GroupTarget | None, settings: dict[str, Any]) -> GroupTarget | None:
