@@ -15,8 +15,10 @@ Run from the repository root::
 ``--search`` adds a row for the default recipe with ``rorf train --search``
 (cross-validation on the training rows); it multiplies the run time by
 about ten. ``--cv-folds K`` also prints the evidence for smoothing the
-target by subject: K-fold cross-validation APGR on each split's training
-rows, with and without the smoothing (about 1 minute per split for K = 10).
+target by subject and for the n-gram model: K-fold cross-validation APGR
+on each split's training rows for the plain gap, the smoothed target, and
+the smoothed target blended with the n-gram model (about 2 minutes per
+split for K = 10).
 ``--ablation-only --forest-seed-offset 100`` refits the ablation forests
 with other seeds, to show how much the forest's own randomness moves APGR.
 """
@@ -41,6 +43,7 @@ from rorf_core.features import DEFAULT_TEXT_FEATURES, model_inputs
 from rorf_core.forest.sklearn_forest import ExtraTreesRegressorScorer, RandomForestScorer
 from rorf_core.group_target import GroupTarget, smooth_gap
 from rorf_core.labels import gain_to_score, get_decision_rule, get_label_scheme
+from rorf_core.lexical import fit_lexical, prompt_ngrams
 from rorf_core.training import split_battles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +57,9 @@ DEFAULT_FOREST = {"n_estimators": 300, "max_features": 0.5, "min_samples_leaf": 
 SUBJECT_TARGET = GroupTarget(column="subject", weight=0.5, prior_rows=20.0)
 PLAIN_ROW = "  + first 32 dims only"
 SMOOTHED_ROW = "  + target smoothed by subject mean"
+LEXICAL_ROW = "  + 0.3 share for the n-gram model"
+#: The n-gram model's share in the default recipe's predicted gain.
+LEXICAL_WEIGHT = 0.3
 DEFAULT_ROW = "default recipe (rorf train)"
 
 Split = tuple[Battles, Battles, np.ndarray, np.ndarray]
@@ -73,7 +79,12 @@ def rorf_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
 
 
 def gap_regressor(
-    split: Split, seed: int, columns: int | None, features: tuple[str, ...], group: GroupTarget | None = None
+    split: Split,
+    seed: int,
+    columns: int | None,
+    features: tuple[str, ...],
+    group: GroupTarget | None = None,
+    lexical_weight: float = 0.0,
 ) -> np.ndarray:
     """Extra-trees regressor on score_A - score_B, as the default recipe fits it."""
     train, held_out, train_x, eval_x = split
@@ -83,7 +94,11 @@ def gap_regressor(
     scorer = ExtraTreesRegressorScorer(**DEFAULT_FOREST, random_state=seed)
     scorer.fit(model_inputs(train_x, train.prompts, embedding_columns=columns, text_features=features), target)
     inputs = model_inputs(eval_x, held_out.prompts, embedding_columns=columns, text_features=features)
-    return gain_to_score(scorer.predict(inputs), float(np.max(np.abs(gap))))
+    gain = scorer.predict(inputs)
+    if lexical_weight:
+        lexical = fit_lexical([prompt_ngrams(p) for p in train.prompts], target)
+        gain = (1 - lexical_weight) * gain + lexical_weight * lexical.predict(held_out.prompts)
+    return gain_to_score(gain, float(np.max(np.abs(gap))))
 
 
 def ablation_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
@@ -92,6 +107,7 @@ def ablation_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
         "  + 12 text features": gap_regressor(split, seed, None, DEFAULT_TEXT_FEATURES),
         PLAIN_ROW: gap_regressor(split, seed, 32, DEFAULT_TEXT_FEATURES),
         SMOOTHED_ROW: gap_regressor(split, seed, 32, DEFAULT_TEXT_FEATURES, SUBJECT_TARGET),
+        LEXICAL_ROW: gap_regressor(split, seed, 32, DEFAULT_TEXT_FEATURES, SUBJECT_TARGET, LEXICAL_WEIGHT),
     }
 
 
@@ -118,35 +134,48 @@ def search_rows(split: Split, seed: int) -> dict[str, np.ndarray]:
     return {"default recipe with --search": trained_router_scores(split, seed, search=True)}
 
 
-def cv_group_weight(split: Split, seed: int, folds: int) -> dict[float, float]:
-    """CV APGR on the split's training rows for group weight 0 and 0.5."""
+#: The steps whose CV evidence --cv-folds prints: (group weight, n-gram weight).
+CV_STEPS = {"plain gap": (0.0, 0.0), "smoothed": (SUBJECT_TARGET.weight, 0.0), "+ n-grams": (SUBJECT_TARGET.weight, LEXICAL_WEIGHT)}
+
+
+def cv_steps(split: Split, seed: int, folds: int) -> dict[str, float]:
+    """CV APGR on the split's training rows for each of ``CV_STEPS``."""
     from rorf_core.search import search_settings
 
     train, _, train_x, _ = split
     gap = train.scores_a - train.scores_b
     inputs = model_inputs(train_x, train.prompts, embedding_columns=32, text_features=DEFAULT_TEXT_FEATURES)
+    ngrams = [prompt_ngrams(p) for p in train.prompts]
 
     def fit_and_score(settings: dict[str, Any], fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+        group_weight, lexical_weight = CV_STEPS[settings["step"]]
         target = gap[fit_rows]
-        if settings["group_weight"]:
-            group = GroupTarget(column="subject", weight=settings["group_weight"], prior_rows=20.0)
+        if group_weight:
+            group = GroupTarget(column="subject", weight=group_weight, prior_rows=20.0)
             target = smooth_gap(target, train.groups[fit_rows], group)
         scorer = ExtraTreesRegressorScorer(**DEFAULT_FOREST, random_state=seed).fit(inputs[fit_rows], target)
-        return scorer.predict(inputs[score_rows])
+        gain = scorer.predict(inputs[score_rows])
+        if lexical_weight:
+            lexical = fit_lexical([ngrams[i] for i in fit_rows], target)
+            gain = (1 - lexical_weight) * gain + lexical_weight * lexical.predict_ngrams([ngrams[i] for i in score_rows])
+        return gain
 
-    candidates = [{"group_weight": 0.0}, {"group_weight": SUBJECT_TARGET.weight}]
+    candidates = [{"step": step} for step in CV_STEPS]
     result = search_settings(fit_and_score, train.scores_a, train.scores_b, candidates, budget_seconds=1e9, seed=seed, folds=folds)
-    return {trial.settings["group_weight"]: trial.cv_apgr for trial in result.trials}
+    return {trial.settings["step"]: trial.cv_apgr for trial in result.trials}
 
 
-def print_cv(cv: dict[int, dict[float, float]], folds: int) -> None:
+def print_cv(cv: dict[int, dict[str, float]], folds: int) -> None:
     print(f"\n{folds}-fold CV APGR on each split's training rows (held-out rows unused):")
-    print(f"{'split':<8} {'plain gap':>10} {'smoothed':>10} {'gain':>8}")
-    for seed, by_weight in cv.items():
-        plain, smoothed = by_weight[0.0], by_weight[SUBJECT_TARGET.weight]
-        print(f"{seed:<8} {plain:>10.4f} {smoothed:>10.4f} {smoothed - plain:>+8.4f}")
-    gains = [by_weight[SUBJECT_TARGET.weight] - by_weight[0.0] for by_weight in cv.values()]
-    print(f"{'mean':<8} {'':>10} {'':>10} {np.mean(gains):>+8.4f}")
+    steps = list(CV_STEPS)
+    print(f"{'split':<8} " + " ".join(f"{step:>10}" for step in steps) + f" {'smoothing':>10} {'n-grams':>10}")
+    gains = []
+    for seed, apgr in cv.items():
+        gain = (apgr["smoothed"] - apgr["plain gap"], apgr["+ n-grams"] - apgr["smoothed"])
+        gains.append(gain)
+        print(f"{seed:<8} " + " ".join(f"{apgr[step]:>10.4f}" for step in steps) + f" {gain[0]:>+10.4f} {gain[1]:>+10.4f}")
+    mean = np.mean(gains, axis=0)
+    print(f"{'mean':<8} " + " ".join(f"{'':>10}" for _ in steps) + f" {mean[0]:>+10.4f} {mean[1]:>+10.4f}")
 
 
 def metrics_of(scores_or_curve: Any, held_out: Battles) -> tuple[float, float, float]:
@@ -161,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="split seeds, as in rorf train --seed")
     parser.add_argument("--search", action="store_true", help="add the --search row (slow)")
-    parser.add_argument("--cv-folds", type=int, default=0, help="also print K-fold CV on training rows for the subject smoothing")
+    parser.add_argument("--cv-folds", type=int, default=0, help="also print K-fold CV on training rows for the subject smoothing and the n-gram model")
     parser.add_argument("--ablation-only", action="store_true", help="fit only the ablation forests, which takes about 1 minute per split")
     parser.add_argument("--forest-seed-offset", type=int, default=0, help="add this to the random_state of the RoRF and ablation forests")
     args = parser.parse_args()
@@ -176,7 +205,7 @@ def main() -> None:
     if args.search:
         sections.append(search_rows)
     results: dict[str, list[tuple[float, float, float]]] = {}
-    cv: dict[int, dict[float, float]] = {}
+    cv: dict[int, dict[str, float]] = {}
     started = time.perf_counter()
     for seed in args.seeds:
         train, held_out = split_battles(battles, 0.2, seed)
@@ -193,7 +222,7 @@ def main() -> None:
         for name, value in rows.items():
             results.setdefault(name, []).append(metrics_of(value, held_out))
         if args.cv_folds:
-            cv[seed] = cv_group_weight(split, seed, args.cv_folds)
+            cv[seed] = cv_steps(split, seed, args.cv_folds)
         print(f"  seed {seed} done after {time.perf_counter() - started:.0f} s")
     print_table(results, args.seeds)
     if cv:
@@ -207,7 +236,7 @@ def print_table(results: dict[str, list[tuple[float, float, float]]], seeds: lis
         table = np.asarray(values)
         cells = [f"{m:.3f} ± {s:.3f}" for m, s in zip(table.mean(axis=0), table.std(axis=0))]
         print(f"{name:<40} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
-    for name in (PLAIN_ROW, SMOOTHED_ROW):
+    for name in (PLAIN_ROW, SMOOTHED_ROW, LEXICAL_ROW):
         print(f"{name.strip()!r} APGR per split: {np.round(np.asarray(results[name])[:, 0], 4).tolist()}")
     if DEFAULT_ROW not in results:
         return

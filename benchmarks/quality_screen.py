@@ -4,7 +4,7 @@ For each split of ``rorf train --eval-fraction 0.2 --seed S``, every variant
 is fitted on K-1 folds of the split's training rows and scores the remaining
 fold. The split's held-out rows are dropped before any fit or score.
 It prints each variant's mean CV APGR per split and over the splits. The
-variants are the ideas of round 3 in ``docs/quality-research.md``.
+variants are the ideas of rounds 3 and 4 in ``docs/quality-research.md``.
 
 Run from the repository root::
 
@@ -14,7 +14,10 @@ Run from the repository root::
 All variants use the default recipe's model inputs (first 32 wordllama
 columns plus 12 text features) and its extra-trees regressor (300 trees,
 ``max_features=0.5``, ``min_samples_leaf=10``) unless the name says
-otherwise. About 7 minutes per split for all variants on 2 cores.
+otherwise. "n-grams" is the n-gram ridge model of ``rorf_core.lexical``,
+fitted on the smoothed target unless the name says "on gap", and "+ 0.3"
+blends its prediction into the forest's with weight 0.3. About 10 minutes
+per split for all variants on 2 cores.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from rorf_core.data import load_battles
 from rorf_core.evaluation import routing_curve, routing_metrics
 from rorf_core.features import DEFAULT_TEXT_FEATURES, model_inputs
 from rorf_core.group_target import GroupTarget, group_means, smooth_gap
+from rorf_core.lexical import DEFAULT_ALPHA, DEFAULT_MIN_DF, fit_lexical, prompt_ngrams
 from rorf_core.training import split_battles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +50,38 @@ SUBJECT = GroupTarget(column="subject", weight=0.5, prior_rows=20.0)
 class Fold:
     """The fitting rows of one CV fold, and the models fitted on them."""
 
-    def __init__(self, inputs: np.ndarray, embedding: np.ndarray, gap: np.ndarray, groups: np.ndarray, fit: np.ndarray, seed: int) -> None:
+    def __init__(self, inputs: np.ndarray, embedding: np.ndarray, gap: np.ndarray, groups: np.ndarray, ngrams: list, fit: np.ndarray, seed: int) -> None:
         self.fit_x, self.fit_emb, self.fit_gap, self.fit_groups = inputs[fit], embedding[fit], gap[fit], groups[fit]
+        self.fit_ngrams = [ngrams[i] for i in fit]
         self.seed = seed
+        self._memo: dict[object, np.ndarray] = {}
+
+    def memo(self, key: object, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """Return ``compute()``, computed once per fold for each ``key``."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    def smoothed_forest(self, x: np.ndarray) -> np.ndarray:
+        return self.memo("smoothed forest", lambda: self.regressor(self.smoothed()).predict(x))
+
+    def lexical(self, ngrams: list, alpha: float = DEFAULT_ALPHA, target: str = "smoothed", min_df: int = DEFAULT_MIN_DF) -> np.ndarray:
+        """Return the n-gram ridge model's predictions of the smoothed (or plain) target."""
+
+        def compute() -> np.ndarray:
+            fitted = self.smoothed() if target == "smoothed" else self.fit_gap
+            return fit_lexical(self.fit_ngrams, fitted, alpha=alpha, min_df=min_df).predict_ngrams(ngrams)
+
+        return self.memo(("lexical", alpha, target, min_df), compute)
+
+    def tfidf_neighbours(self, ngrams: list, count: int) -> np.ndarray:
+        """Return the mean smoothed target of the ``count`` fitting rows nearest in TF-IDF cosine."""
+        def similarity() -> np.ndarray:
+            vectors = fit_lexical(self.fit_ngrams, self.smoothed())
+            return (vectors.matrix(ngrams) @ vectors.matrix(self.fit_ngrams).T).toarray()
+
+        nearest = np.argpartition(-self.memo("tfidf similarity", similarity), count, axis=1)[:, :count]
+        return self.smoothed()[nearest].mean(axis=1)
 
     def regressor(self, target: np.ndarray, outputs: np.ndarray | None = None, **changes: object) -> ExtraTreesRegressor:
         params = {"n_estimators": 300, "max_features": 0.5, "min_samples_leaf": 10, "n_jobs": -1, "random_state": self.seed, **changes}
@@ -71,23 +104,39 @@ class Fold:
         return proba[:, classes.index(1.0)] - proba[:, classes.index(-1.0)]
 
 
-# Each variant fits on the fold and returns scores for the scored rows.
-Variant = Callable[[Fold, np.ndarray, np.ndarray], np.ndarray]
+def blend(forest: np.ndarray, lexical: np.ndarray, weight: float) -> np.ndarray:
+    return (1.0 - weight) * forest + weight * lexical
+
+
+# Each variant fits on the fold and returns scores for the scored rows,
+# given their model inputs x, embeddings e and n-grams g.
+Variant = Callable[[Fold, np.ndarray, np.ndarray, list], np.ndarray]
 VARIANTS: dict[str, Variant] = {
-    "plain": lambda f, x, e: f.regressor(f.fit_gap).predict(x),
-    "subject": lambda f, x, e: f.regressor(f.smoothed()).predict(x),
-    "subject, leaf 5": lambda f, x, e: f.regressor(f.smoothed(), min_samples_leaf=5).predict(x),
-    "subject, leaf 20": lambda f, x, e: f.regressor(f.smoothed(), min_samples_leaf=20).predict(x),
-    "subject, w = 0.3": lambda f, x, e: f.regressor(f.smoothed(0.3)).predict(x),
-    "subject, w = 0.7": lambda f, x, e: f.regressor(f.smoothed(0.7)).predict(x),
-    "subject_lookup": lambda f, x, e: f.subject_lookup(e),
-    "subject + 0.25 lookup": lambda f, x, e: 0.75 * f.regressor(f.smoothed()).predict(x) + 0.25 * f.subject_lookup(e),
-    "plain + 0.5 lookup": lambda f, x, e: 0.5 * f.regressor(f.fit_gap).predict(x) + 0.5 * f.subject_lookup(e),
-    "plain + 3-class": lambda f, x, e: 0.5 * f.regressor(f.fit_gap).predict(x) + 0.5 * f.three_class(x),
-    "1000 trees": lambda f, x, e: f.regressor(f.fit_gap, n_estimators=1000).predict(x),
-    "bootstrap 0.7": lambda f, x, e: f.regressor(f.fit_gap, bootstrap=True, max_samples=0.7).predict(x),
-    "outputs gap, |gap|": lambda f, x, e: f.regressor(f.fit_gap, np.abs(f.fit_gap)).predict(x)[:, 0],
-    "outputs subject, |gap|": lambda f, x, e: f.regressor(f.smoothed(), np.abs(f.fit_gap)).predict(x)[:, 0],
+    "plain": lambda f, x, e, g: f.regressor(f.fit_gap).predict(x),
+    "subject": lambda f, x, e, g: f.smoothed_forest(x),
+    "n-grams only": lambda f, x, e, g: f.lexical(g),
+    "n-grams only, alpha 10": lambda f, x, e, g: f.lexical(g, 10.0),
+    "subject + 0.2 n-grams": lambda f, x, e, g: blend(f.smoothed_forest(x), f.lexical(g), 0.2),
+    "subject + 0.3 n-grams": lambda f, x, e, g: blend(f.smoothed_forest(x), f.lexical(g), 0.3),
+    "subject + 0.4 n-grams": lambda f, x, e, g: blend(f.smoothed_forest(x), f.lexical(g), 0.4),
+    "subject + 0.3 n-grams, alpha 10": lambda f, x, e, g: blend(f.smoothed_forest(x), f.lexical(g, 10.0), 0.3),
+    "subject + 0.3 n-grams, min_df 3": lambda f, x, e, g: blend(f.smoothed_forest(x), f.lexical(g, min_df=3), 0.3),
+    "subject + 0.3 n-grams on gap": lambda f, x, e, g: blend(f.smoothed_forest(x), f.lexical(g, target="gap"), 0.3),
+    "plain + 0.3 n-grams on gap": lambda f, x, e, g: blend(f.regressor(f.fit_gap).predict(x), f.lexical(g, target="gap"), 0.3),
+    "default + 0.2 kNN 50": lambda f, x, e, g: blend(blend(f.smoothed_forest(x), f.lexical(g), 0.3), f.tfidf_neighbours(g, 50), 0.2),
+    "default + 0.2 kNN 200": lambda f, x, e, g: blend(blend(f.smoothed_forest(x), f.lexical(g), 0.3), f.tfidf_neighbours(g, 200), 0.2),
+    "subject, leaf 5": lambda f, x, e, g: f.regressor(f.smoothed(), min_samples_leaf=5).predict(x),
+    "subject, leaf 20": lambda f, x, e, g: f.regressor(f.smoothed(), min_samples_leaf=20).predict(x),
+    "subject, w = 0.3": lambda f, x, e, g: f.regressor(f.smoothed(0.3)).predict(x),
+    "subject, w = 0.7": lambda f, x, e, g: f.regressor(f.smoothed(0.7)).predict(x),
+    "subject_lookup": lambda f, x, e, g: f.subject_lookup(e),
+    "subject + 0.25 lookup": lambda f, x, e, g: 0.75 * f.regressor(f.smoothed()).predict(x) + 0.25 * f.subject_lookup(e),
+    "plain + 0.5 lookup": lambda f, x, e, g: 0.5 * f.regressor(f.fit_gap).predict(x) + 0.5 * f.subject_lookup(e),
+    "plain + 3-class": lambda f, x, e, g: 0.5 * f.regressor(f.fit_gap).predict(x) + 0.5 * f.three_class(x),
+    "1000 trees": lambda f, x, e, g: f.regressor(f.fit_gap, n_estimators=1000).predict(x),
+    "bootstrap 0.7": lambda f, x, e, g: f.regressor(f.fit_gap, bootstrap=True, max_samples=0.7).predict(x),
+    "outputs gap, |gap|": lambda f, x, e, g: f.regressor(f.fit_gap, np.abs(f.fit_gap)).predict(x)[:, 0],
+    "outputs subject, |gap|": lambda f, x, e, g: f.regressor(f.smoothed(), np.abs(f.fit_gap)).predict(x)[:, 0],
 }
 
 
@@ -96,12 +145,14 @@ def screen_split(battles, embeddings: np.ndarray, seed: int, folds: int, names: 
     embedding = embeddings[train.rows]
     inputs = model_inputs(embedding, train.prompts, embedding_columns=32, text_features=DEFAULT_TEXT_FEATURES)
     gap = train.scores_a - train.scores_b
+    ngrams = [prompt_ngrams(prompt) for prompt in train.prompts]
     apgr: dict[str, list[float]] = {name: [] for name in names}
     for fit, scored in KFold(folds, shuffle=True, random_state=seed).split(inputs):
-        fold = Fold(inputs, embedding, gap, train.groups, fit, seed)
+        fold = Fold(inputs, embedding, gap, train.groups, ngrams, fit, seed)
+        scored_ngrams = [ngrams[i] for i in scored]
         a, b = train.scores_a[scored], train.scores_b[scored]
         for name in names:
-            scores = VARIANTS[name](fold, inputs[scored], embedding[scored])
+            scores = VARIANTS[name](fold, inputs[scored], embedding[scored], scored_ngrams)
             apgr[name].append(routing_metrics(routing_curve(scores, a, b), a, b).apgr)
     return {name: float(np.mean(values)) for name, values in apgr.items()}
 

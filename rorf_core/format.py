@@ -3,8 +3,10 @@
 Layout::
 
     router.json          format name and version, models, embedder, scorer,
-                         label scheme, decision rule, calibration, training
-    scorer.safetensors   the fitted scorer's arrays
+                         label scheme, decision rule, n-gram model settings,
+                         calibration, training
+    scorer.safetensors   the fitted scorer's arrays, and the n-gram model's
+                         arrays (names starting with "lexical.")
 
 Reading never executes code from the files: JSON is parsed with ``json`` and
 arrays are read with safetensors. Writing goes to a temporary sibling
@@ -40,7 +42,12 @@ __all__ = [
 
 FORMAT_NAME = "rorf-router"
 #: major.minor; a reader accepts any minor version of its own major version.
-FORMAT_VERSION = "1.0"
+#: 2.0 added the n-gram model ("lexical" and the lexical.* arrays), which a
+#: 1.x reader would reject as unknown arrays.
+FORMAT_VERSION = "2.0"
+#: The oldest major version still read: a 1.x file is a router without an
+#: n-gram model.
+OLDEST_MAJOR = 1
 METADATA_FILE = "router.json"
 ARRAYS_FILE = "scorer.safetensors"
 REQUIRED_KEYS = ("format", "format_version", "model_a", "model_b", "embedder", "scorer")
@@ -125,10 +132,10 @@ def check_version(version: Any, path: Path) -> None:
             f"rorf-core reads ({FORMAT_VERSION}); upgrade rorf-core "
             "(pip install -U rorf-core)"
         )
-    if major < supported_major:
+    if major < OLDEST_MAJOR:
         raise RouterFormatError(
             f"router {str(path)!r} uses format version {version}, which this "
-            f"rorf-core no longer reads (it reads {supported_major}.x)"
+            f"rorf-core no longer reads (it reads {OLDEST_MAJOR}.x to {supported_major}.x)"
         )
 
 

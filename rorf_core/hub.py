@@ -197,6 +197,7 @@ def _validated_metadata(directory: Path) -> dict[str, Any]:
     from rorf_core import format as router_format
     from rorf_core import plugins
     from rorf_core.legacy import LEGACY_FILE
+    from rorf_core.lexical import LexicalModel, split_arrays
 
     if (
         not (directory / router_format.METADATA_FILE).is_file()
@@ -207,17 +208,20 @@ def _validated_metadata(directory: Path) -> dict[str, Any]:
             f"`rorf convert {directory} --out DIR --allow-pickle` and push DIR"
         )
     metadata, arrays = router_format.read_router_dir(directory)
+    scorer_arrays, lexical_arrays = split_arrays(arrays)
     try:
         scorer_meta = metadata["scorer"]
         scorer_class = plugins.get_scorer_class(scorer_meta["name"])
         scorer_class.from_state(
-            scorer_meta.get("params", {}), scorer_meta["state"], arrays
+            scorer_meta.get("params", {}), scorer_meta["state"], scorer_arrays
         )
     except (KeyError, TypeError) as error:
         raise RouterFormatError(
             f"router {str(directory)!r} has invalid scorer metadata: missing or "
             f"bad {error}"
         ) from error
+    if metadata.get("lexical") is not None:
+        LexicalModel.from_state(metadata["lexical"], lexical_arrays)
     return metadata
 
 

@@ -152,9 +152,16 @@ def _router_section(metadata: dict[str, Any]) -> list[str]:
         ("label scheme", metadata.get("label_scheme")),
         ("decision rule", metadata.get("decision_rule")),
         ("text features", ", ".join(metadata.get("text_features") or []) or "none"),
+        ("n-gram model", _lexical_summary(metadata.get("lexical"))),
         ("format", f"{metadata.get('format')} {metadata.get('format_version')}"),
     ]
     return ["## Router", "", *_table(("field", "value"), rows), ""]
+
+
+def _lexical_summary(lexical: Any) -> str:
+    if not isinstance(lexical, dict):
+        return "none"
+    return f"ridge on {lexical.get('ngrams')} hashed word n-grams, weight {lexical.get('weight')}"
 
 
 def _training_section(metadata: dict[str, Any]) -> list[str]:

@@ -14,6 +14,7 @@ import attrs
 
 from rorf_core.features import DEFAULT_TEXT_FEATURES
 from rorf_core.group_target import DEFAULT_PRIOR_ROWS
+from rorf_core.lexical import DEFAULT_ALPHA
 
 __all__ = ["Recipe", "RECIPES", "get_recipe", "DEFAULT_RECIPE"]
 
@@ -39,6 +40,10 @@ class Recipe:
     #: share of the target taken from the group's mean gap; 0 turns it off.
     group_weight: float = 0.0
     group_prior_rows: float = DEFAULT_PRIOR_ROWS
+    #: share of the predicted gain taken from the n-gram ridge model
+    #: (rorf_core.lexical); 0 leaves it out. Regression recipes only.
+    lexical_weight: float = 0.0
+    lexical_alpha: float = DEFAULT_ALPHA
 
 
 RECIPES: dict[str, Recipe] = {
@@ -47,7 +52,8 @@ RECIPES: dict[str, Recipe] = {
         description=(
             "extra-trees regressor on score_A - score_B, smoothed toward the "
             "subject's mean gap when the table has a 'subject' column, over the "
-            "first 32 embedding columns plus 12 text features"
+            "first 32 embedding columns plus 12 text features, blended 0.7 / 0.3 "
+            "with a ridge model on word n-grams"
         ),
         label_scheme="score_gap",
         decision_rule="predicted_gain",
@@ -62,6 +68,8 @@ RECIPES: dict[str, Recipe] = {
         group_column="subject",
         group_weight=0.5,
         group_prior_rows=DEFAULT_PRIOR_ROWS,
+        lexical_weight=0.3,
+        lexical_alpha=DEFAULT_ALPHA,
     ),
     "rorf": Recipe(
         name="rorf",

@@ -16,6 +16,7 @@ from rorf_core.embedders.base import Embedder
 from rorf_core.errors import InvalidThresholdError, RouterFormatError
 from rorf_core.features import model_inputs
 from rorf_core.forest.base import Scorer
+from rorf_core.lexical import LexicalModel, check_lexical_weight, split_arrays
 from rorf_core.labels import (
     check_rule_fits_scheme,
     gain_to_score,
@@ -57,6 +58,10 @@ class Router:
     the more the prompt needs model A. A prompt goes to model A when its
     score is at least the threshold. With RoRF's label scheme and decision
     rule the score is the probability that A is needed, ``p0 + p1``.
+
+    A regression router may also hold an n-gram model (``lexical``). Its
+    predicted gain is then ``(1 - lexical_weight) * forest + lexical_weight *
+    n-gram model``, before it is mapped to a score.
     """
 
     def __init__(
@@ -74,6 +79,8 @@ class Router:
         calibration: dict[str, Any] | None = None,
         training: dict[str, Any] | None = None,
         embedder_dimension: int | None = None,
+        lexical: LexicalModel | None = None,
+        lexical_weight: float = 0.0,
     ) -> None:
         self.embedder = embedder
         self.scorer = scorer
@@ -91,6 +98,15 @@ class Router:
         self.training = training or {}
         self.embedder_dimension = embedder_dimension
         self._weights = None if self.label_scheme.is_regression else self._rule_weights()
+        self.lexical_weight = check_lexical_weight(lexical_weight)
+        if self.lexical_weight > 0 and lexical is None:
+            raise ValueError("lexical_weight is above 0 but no n-gram model (lexical) was given")
+        if lexical is not None and not self.label_scheme.is_regression:
+            raise ValueError(
+                f"an n-gram model predicts a score gap, but label scheme "
+                f"{self.label_scheme.name!r} is a classification"
+            )
+        self.lexical = lexical if self.lexical_weight > 0 else None
 
     def _rule_weights(self) -> np.ndarray:
         # A class decision rule is a weighted sum of class probabilities, so
@@ -110,19 +126,27 @@ class Router:
             text_features=self.text_features,
         )
 
-    def scores_from_output(self, X: np.ndarray) -> np.ndarray:
-        """Run the scorer on model inputs ``X`` and apply the decision rule."""
+    def scores_from_output(self, X: np.ndarray, prompts: Sequence[str] = ()) -> np.ndarray:
+        """Run the scorer on model inputs ``X`` and apply the decision rule.
+
+        ``prompts`` (the rows of ``X``) are read only by the n-gram model.
+        """
         if self.label_scheme.is_regression:
-            return gain_to_score(self.scorer.predict(X), self.gain_scale)
+            gain = self.scorer.predict(X)
+            if self.lexical is not None:
+                lexical_gain = self.lexical.predict(prompts)
+                gain = (1.0 - self.lexical_weight) * gain + self.lexical_weight * lexical_gain
+            return gain_to_score(gain, self.gain_scale)
         return self.scorer.predict_proba(X) @ self._weights + self.decision_rule.offset
 
     def win_rate_from_embeddings(
         self, embeddings: np.ndarray, prompts: Sequence[str] | None = None
     ) -> np.ndarray:
         """Return routing scores for already embedded prompts."""
-        if self.text_features and prompts is None:
-            raise ValueError("this router uses text features: pass the prompts too")
-        return self.scores_from_output(self.features(prompts or [], embeddings))
+        if (self.text_features or self.lexical is not None) and prompts is None:
+            raise ValueError("this router reads the prompt text: pass the prompts too")
+        prompts = list(prompts or [])
+        return self.scores_from_output(self.features(prompts, embeddings), prompts)
 
     def embed(
         self,
@@ -194,13 +218,22 @@ class Router:
             "text_features": list(self.text_features),
             "embedding_columns": self.embedding_columns,
             "gain_scale": self.gain_scale,
+            "lexical": self._lexical_metadata(),
             "calibration": self.calibration,
             "training": self.training,
         }
 
+    def _lexical_metadata(self) -> dict[str, Any] | None:
+        if self.lexical is None:
+            return None
+        meta, _ = self.lexical.to_state()
+        return {"weight": self.lexical_weight, **meta}
+
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         """Write the router in the safe format to directory ``path``, atomically."""
         _, arrays = self.scorer.to_state()
+        if self.lexical is not None:
+            arrays = {**arrays, **self.lexical.to_state()[1]}
         return router_format.write_router_dir(path, self.metadata(), arrays)
 
     @classmethod
@@ -254,8 +287,9 @@ class Router:
             options = {**embedder_meta.get("options", {}), **(embedder_options or {})}
             model = embedder_meta["model"]
             scorer_class = plugins.get_scorer_class(scorer_meta["name"])
+            scorer_arrays, lexical_arrays = split_arrays(arrays)
             scorer = scorer_class.from_state(
-                scorer_meta.get("params", {}), scorer_meta["state"], arrays
+                scorer_meta.get("params", {}), scorer_meta["state"], scorer_arrays
             )
             dimension = int(embedder_meta["dimension"])
         except (KeyError, TypeError) as error:
@@ -271,6 +305,19 @@ class Router:
                 f"features but the embedder dimension is {dimension} (using "
                 f"{used_columns} columns) plus {len(text_features)} text features"
             )
+        lexical_meta = metadata.get("lexical")
+        lexical, lexical_weight = None, 0.0
+        if lexical_meta is not None:
+            if not isinstance(lexical_meta, dict) or "weight" not in lexical_meta:
+                raise RouterFormatError(
+                    f"router {str(directory)!r} has invalid metadata: 'lexical' must be "
+                    "null or an object with a 'weight'"
+                )
+            lexical = LexicalModel.from_state(lexical_meta, lexical_arrays)
+            try:
+                lexical_weight = check_lexical_weight(lexical_meta["weight"])
+            except (TypeError, ValueError) as error:
+                raise RouterFormatError(f"router {str(directory)!r}: {error}") from None
         embedder = plugins.get_embedder(embedder_name, model=model, **options)
         return cls(
             embedder=embedder,
@@ -285,6 +332,8 @@ class Router:
             calibration=metadata.get("calibration"),
             training=metadata.get("training"),
             embedder_dimension=dimension,
+            lexical=lexical,
+            lexical_weight=lexical_weight,
         )
 
     def __repr__(self) -> str:

@@ -64,13 +64,17 @@ class SearchResult:
 
 
 def candidate_settings(
-    start: dict[str, Any], dimension: int, group_weights: Sequence[float] = ()
+    start: dict[str, Any],
+    dimension: int,
+    group_weights: Sequence[float] = (),
+    lexical_weights: Sequence[float] = (),
 ) -> list[dict[str, Any]]:
     """Return the candidates to try: ``start`` first, then the grid around it.
 
     With ``group_weights`` (when the training rows carry groups), every
     candidate also has a ``group_weight`` taken from them, so the search
     measures whether smoothing the target toward group means helps this data.
+    ``lexical_weights`` does the same for the n-gram model's share.
     """
     columns = sorted({min(c, dimension) for c in EMBEDDING_COLUMNS})
     grid = [
@@ -79,6 +83,8 @@ def candidate_settings(
     ]
     if group_weights:
         grid = [{**point, "group_weight": weight} for point in grid for weight in group_weights]
+    if lexical_weights:
+        grid = [{**point, "lexical_weight": weight} for point in grid for weight in lexical_weights]
     return [start] + [candidate for candidate in grid if candidate != start]
 
 

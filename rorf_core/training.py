@@ -24,6 +24,13 @@ from rorf_core.group_target import (
     smooth_gap,
     usable_group_target,
 )
+from rorf_core.lexical import (
+    LexicalModel,
+    check_lexical_weight,
+    fit_lexical,
+    prompt_ngrams,
+    requested_lexical_weight,
+)
 from rorf_core.labels import (
     check_rule_fits_scheme,
     gain_to_score,
@@ -57,6 +64,16 @@ def _check_group_weight(instance: Any, attribute: Any, value: float | None) -> N
         check_group_weight(value)
 
 
+def _check_lexical_weight(instance: Any, attribute: Any, value: float | None) -> None:
+    if value is not None:
+        check_lexical_weight(value)
+
+
+def _check_lexical_alpha(instance: Any, attribute: Any, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"lexical_alpha must be positive, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class TrainingConfig:
     """Everything that decides how a router is trained; saved in its metadata.
@@ -71,6 +88,10 @@ class TrainingConfig:
     :mod:`rorf_core.group_target`). The recipe's column is used only when the
     table has it; a column or weight given here must be usable, or training
     fails. ``group_weight=0`` turns the smoothing off.
+
+    ``lexical_weight`` blends the forest's predicted gain with a ridge model
+    on word n-grams (see :mod:`rorf_core.lexical`), fitted on the same
+    target with penalty ``lexical_alpha``; 0 leaves the n-gram model out.
     """
 
     dataset: str
@@ -90,6 +111,8 @@ class TrainingConfig:
     group_column: str | None = None
     group_weight: float | None = attrs.field(default=None, validator=_check_group_weight)
     group_prior_rows: float | None = None
+    lexical_weight: float | None = attrs.field(default=None, validator=_check_lexical_weight)
+    lexical_alpha: float | None = attrs.field(default=None, validator=_check_lexical_alpha)
     eval_dataset: str | None = None
     eval_fraction: float = attrs.field(default=0.2, validator=_check_fraction)
     seed: int = 0
@@ -122,6 +145,12 @@ class TrainingConfig:
                 self.group_prior_rows
                 if self.group_prior_rows is not None
                 else recipe.group_prior_rows
+            ),
+            lexical_weight=(
+                self.lexical_weight if self.lexical_weight is not None else recipe.lexical_weight
+            ),
+            lexical_alpha=(
+                self.lexical_alpha if self.lexical_alpha is not None else recipe.lexical_alpha
             ),
         )
 
@@ -218,9 +247,16 @@ def train_router(
 
     # A group setting the caller gave must apply; the recipe's may be skipped.
     column_named, weight_named = config.group_column is not None, config.group_weight is not None
+    lexical_named = config.lexical_weight is not None
     config = config.resolved()
     label_scheme = get_label_scheme(config.label_scheme)
     check_rule_fits_scheme(label_scheme, get_decision_rule(config.decision_rule))
+    config = attrs.evolve(
+        config,
+        lexical_weight=requested_lexical_weight(
+            config.lexical_weight, label_scheme=label_scheme, named=lexical_named
+        ),
+    )
     group = requested_group_target(
         config.group_column,
         config.group_weight,
@@ -253,8 +289,10 @@ def train_router(
         columns = min(columns, embeddings.shape[1])
     gain_scale = float(np.max(np.abs(labels))) if label_scheme.is_regression else 1.0
     search = None
+    # Counted once: the search fits the n-gram model on every fold.
+    ngrams = [prompt_ngrams(p) for p in train.prompts] if config.lexical_weight else None
     if search_budget is not None:
-        search = _search(config, train, train_x, labels, columns, search_budget, group)
+        search = _search(config, train, train_x, labels, columns, search_budget, group, ngrams)
         config, group = _apply_search(config, search.best, group)
         columns = config.embedding_columns
         scorer = plugins.get_scorer_class(config.scorer)(**config.scorer_params)
@@ -269,6 +307,10 @@ def train_router(
         model_inputs(train_x, train.prompts, embedding_columns=columns, text_features=config.text_features),
         targets,
     )
+    lexical = None
+    if config.lexical_weight:
+        logger.info("fitting the n-gram model on %d rows", len(train))
+        lexical = fit_lexical(ngrams, targets, alpha=config.lexical_alpha)
     router = Router(
         embedder=embedder,
         scorer=scorer,
@@ -280,6 +322,8 @@ def train_router(
         embedding_columns=columns,
         gain_scale=gain_scale,
         embedder_dimension=int(embeddings.shape[1]),
+        lexical=lexical,
+        lexical_weight=config.lexical_weight,
     )
     scores = router.win_rate_from_embeddings(eval_x, held_out.prompts)
     report = evaluate_scores(
@@ -313,6 +357,7 @@ def _search(
     columns: int | None,
     budget: float,
     group: GroupTarget | None,
+    ngrams: list[np.ndarray] | None,
 ) -> Any:
     # Only training rows reach the search: held-out rows are never passed in.
     from rorf_core.search import candidate_settings, search_settings
@@ -335,7 +380,13 @@ def _search(
             targets = smooth_gap(targets, train.groups[fit_rows], fold_group)
         scorer = scorer_class(**params).fit(inputs[fit_rows], targets)
         if scheme.is_regression:
-            return gain_to_score(scorer.predict(inputs[score_rows]), scale)
+            gain = scorer.predict(inputs[score_rows])
+            weight = float(settings.get("lexical_weight", 0.0))
+            if weight > 0.0:
+                # Vocabulary, IDF and weights from the fitting rows only.
+                lexical = _fit_rows_lexical(ngrams, fit_rows, targets, config.lexical_alpha)
+                gain = (1.0 - weight) * gain + weight * lexical.predict_ngrams([ngrams[i] for i in score_rows])
+            return gain_to_score(gain, scale)
         proba = scorer.predict_proba(inputs[score_rows])
         return rule(proba, scorer.classes_, scheme.labels)
 
@@ -347,11 +398,15 @@ def _search(
     if group is not None:
         start["group_weight"] = group.weight
         group_weights = (group.weight, 0.0)
+    lexical_weights: tuple[float, ...] = ()
+    if config.lexical_weight:
+        start["lexical_weight"] = config.lexical_weight
+        lexical_weights = (config.lexical_weight, 0.0)
     return search_settings(
         fit_and_score,
         train.scores_a,
         train.scores_b,
-        candidate_settings(start, train_x.shape[1], group_weights),
+        candidate_settings(start, train_x.shape[1], group_weights, lexical_weights),
         budget_seconds=budget,
         seed=config.seed,
     )
@@ -362,8 +417,21 @@ def _apply_search(
 ) -> tuple[TrainingConfig, GroupTarget | None]:
     """Return the config and smoothing with the search's best settings."""
     params = {**config.scorer_params, "min_samples_leaf": best["min_samples_leaf"]}
-    config = attrs.evolve(config, scorer_params=params, embedding_columns=best["embedding_columns"])
+    config = attrs.evolve(
+        config,
+        scorer_params=params,
+        embedding_columns=best["embedding_columns"],
+        lexical_weight=float(best.get("lexical_weight", config.lexical_weight)),
+    )
     return config, _searched_group(group, best)
+
+
+def _fit_rows_lexical(
+    ngrams: list[np.ndarray] | None, fit_rows: np.ndarray, targets: np.ndarray, alpha: float
+) -> LexicalModel:
+    if ngrams is None:
+        raise ValueError("a search candidate uses the n-gram model but no n-grams were counted")
+    return fit_lexical([ngrams[i] for i in fit_rows], targets, alpha=alpha)
 
 
 def _searched_group(group: GroupTarget | None, settings: dict[str, Any]) -> GroupTarget | None:

@@ -178,3 +178,22 @@ def test_split_matches_training_split(tmp_path: Path) -> None:
     assert written_eval.prompts == held_out.prompts
     assert written_train.prompts == train.prompts
     assert len(written_eval) == 24
+
+
+def test_train_lexical_weight(tmp_path: Path) -> None:
+    dataset = write_table(tmp_path / "b.parquet", synthetic_battles(200))
+    base = ["train", "--dataset", str(dataset), "--model-a", "strong/model", "--model-b", "weak-model",
+            "--embedder", "hashing", *SMALL]
+    result = invoke(*base, "--lexical-weight", "0.6", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert "blended with an n-gram model" in result.output
+    assert "(weight 0.6)" in result.output
+    assert json.loads((tmp_path / "r" / "router.json").read_text())["lexical"]["weight"] == 0.6
+    off = invoke(*base, "--lexical-weight", "0", "--out", str(tmp_path / "off"))
+    assert off.exit_code == 0, off.output
+    assert "n-gram" not in off.output
+    assert json.loads((tmp_path / "off" / "router.json").read_text())["lexical"] is None
+    bad = invoke(*base, "--lexical-weight", "1.5", "--out", str(tmp_path / "bad"))
+    assert bad.exit_code == 2
+    assert "--lexical-weight" in bad.output
+    assert not (tmp_path / "bad").exists()

@@ -471,3 +471,15 @@ def test_unreachable_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     message = str(caught.value)
     assert "could not be reached and the local cache has no repo" in message
     assert "check the network connection" in message
+
+
+def test_push_accepts_ngram_router(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rorf_wordllama import EXAMPLE_ROUTER
+
+    # The example router carries the n-gram model's lexical.* arrays.
+    uploads = _Uploads(monkeypatch)
+    push_router(EXAMPLE_ROUTER, "testorg/example")
+    assert uploads.names() == ["create_repo", "upload_folder"]
+    lexical = json.loads((EXAMPLE_ROUTER / "router.json").read_text())["lexical"]
+    card = uploads.staged["README.md"].decode("utf-8")
+    assert f"ridge on {lexical['ngrams']} hashed word n-grams, weight {lexical['weight']}" in card

@@ -194,7 +194,7 @@ def test_array_missing(router_dir: Path) -> None:
         Router.from_pretrained(router_dir)
 
 
-@pytest.mark.parametrize("version", ["2.0", "10.3"])
+@pytest.mark.parametrize("version", ["3.0", "10.3"])
 def test_newer_major_version_rejected(router_dir: Path, version: str) -> None:
     edit_metadata(router_dir, lambda m: m.update(format_version=version))
     with pytest.raises(RouterFormatError) as caught:
@@ -207,9 +207,17 @@ def test_newer_major_version_rejected(router_dir: Path, version: str) -> None:
 
 def test_newer_minor_version_loads(router_dir: Path) -> None:
     edit_metadata(
-        router_dir, lambda m: m.update(format_version="1.9", future_key=[1, 2])
+        router_dir, lambda m: m.update(format_version="2.9", future_key=[1, 2])
     )
     assert Router.from_pretrained(router_dir).model_a == "big-model"
+
+
+def test_version_1_router_still_loads(router_dir: Path) -> None:
+    # 1.x files predate the n-gram model and carry no "lexical" key.
+    edit_metadata(router_dir, lambda m: (m.update(format_version="1.0"), m.pop("lexical", None)))
+    router = Router.from_pretrained(router_dir)
+    assert router.model_a == "big-model"
+    assert router.lexical is None
 
 
 @pytest.mark.parametrize(

@@ -106,7 +106,11 @@ def test_default_recipe_is_gap_regression(battles_file: Path, keyword_plugin, ca
     assert router.scorer.n_features_in_ == 7 + len(router.text_features)
     prompts = ["math question", "law question"]
     inputs = router.features(prompts, router.embed(prompts))
-    expected = 0.5 + 0.5 * np.clip(router.scorer.estimator_.predict(inputs), -1, 1)
+    # The recipe blends the forest's gain 0.7 / 0.3 with the n-gram model's.
+    assert router.lexical_weight == 0.3
+    assert router.lexical is not None
+    gain = 0.7 * router.scorer.estimator_.predict(inputs) + 0.3 * router.lexical.predict(prompts)
+    expected = 0.5 + 0.5 * np.clip(gain, -1, 1)
     np.testing.assert_allclose(router.win_rate(prompts), expected, atol=1e-6)
     loaded = Router.from_pretrained(tmp_path / "r")
     np.testing.assert_allclose(loaded.win_rate(prompts), router.win_rate(prompts), atol=1e-12)

@@ -13,7 +13,7 @@ from rorf_core.cli.options import cache_from_option, parse_key_values
 @click.option("--dataset", required=True, help="Training table: .parquet, .csv, .jsonl or a hub dataset name.")
 @click.option("--model-a", help="Model A (usually the stronger one), as in its '<model>/score' column.")
 @click.option("--model-b", help="Model B, as in its '<model>/score' column.")
-@click.option("--recipe", type=click.Choice(["default", "rorf"]), default="default", show_default=True, help="Settings to start from: 'default' (extra-trees regressor on the score gap, 32 embedding columns plus text features) or 'rorf' (RoRF's 4-class random forest).")
+@click.option("--recipe", type=click.Choice(["default", "rorf"]), default="default", show_default=True, help="Settings to start from: 'default' (extra-trees regressor on the score gap over 32 embedding columns plus text features, blended with an n-gram ridge model) or 'rorf' (RoRF's 4-class random forest).")
 @click.option("--embedder", default="wordllama", show_default=True, help="Registered embedder name (see `rorf plugins`).")
 @click.option("--embedder-option", "embedder_options", multiple=True, metavar="KEY=VALUE", help="Embedder option; repeat for more. Values are parsed as JSON when possible.")
 @click.option("--scorer", help="Registered forest backend name (default: the recipe's).")
@@ -24,6 +24,7 @@ from rorf_core.cli.options import cache_from_option, parse_key_values
 @click.option("--min-samples-leaf", type=click.IntRange(min=1), help="Minimum training rows in a leaf (recipe default: 10 / 1).")
 @click.option("--group-column", help="Column that groups the training rows, such as an MMLU subject. The score-gap target is smoothed toward each group's mean gap, and routing never reads the column. Default: the recipe's ('subject' for 'default', used only if the table has it).")
 @click.option("--group-weight", type=click.FloatRange(0, 1), help="Share of each row's target taken from its group's mean gap; 0 trains on the plain gap (recipe default: 0.5 / 0).")
+@click.option("--lexical-weight", type=click.FloatRange(0, 1), help="Share of the predicted gap taken from a ridge model on the prompt's words and word pairs, fitted beside the forest; 0 leaves it out (recipe default: 0.3 / 0).")
 @click.option("--search", is_flag=True, help="Choose forest settings by cross-validation on the training rows before the final fit.")
 @click.option("--search-budget", type=click.FloatRange(min=1), default=600, show_default=True, help="Time budget for --search, in seconds.")
 @click.option("--eval-dataset", help="Held-out table to evaluate on instead of a split of --dataset.")
@@ -47,6 +48,7 @@ def train(
     min_samples_leaf: int | None,
     group_column: str | None,
     group_weight: float | None,
+    lexical_weight: float | None,
     search: bool,
     search_budget: float,
     eval_dataset: str | None,
@@ -78,6 +80,7 @@ def train(
         scorer_params=scorer_params,
         group_column=group_column,
         group_weight=group_weight,
+        lexical_weight=lexical_weight,
         eval_dataset=eval_dataset,
         eval_fraction=eval_fraction,
         seed=seed,
@@ -103,6 +106,12 @@ def train(
         click.echo(
             f"target smoothed toward the mean gap of {group['groups']} {group['column']!r} "
             f"groups (weight {group['weight']})"
+        )
+    lexical = result.router.lexical
+    if lexical is not None:
+        click.echo(
+            f"predicted gap blended with an n-gram model over {lexical.keys.size} "
+            f"words and pairs (weight {result.router.lexical_weight})"
         )
     click.echo(result.report.training_summary())
     click.echo(f"router saved to {out}")
