@@ -197,7 +197,7 @@ def _validated_metadata(directory: Path) -> dict[str, Any]:
     from rorf_core import format as router_format
     from rorf_core import plugins
     from rorf_core.legacy import LEGACY_FILE
-    from rorf_core.lexical import LexicalModel, split_arrays
+    from rorf_core.lexical import load_lexical, split_arrays
 
     if (
         not (directory / router_format.METADATA_FILE).is_file()
@@ -220,8 +220,7 @@ def _validated_metadata(directory: Path) -> dict[str, Any]:
             f"router {str(directory)!r} has invalid scorer metadata: missing or "
             f"bad {error}"
         ) from error
-    if metadata.get("lexical") is not None:
-        LexicalModel.from_state(metadata["lexical"], lexical_arrays)
+    load_lexical(metadata.get("lexical"), lexical_arrays, f"router {str(directory)!r}")
     return metadata
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "check_lexical_weight",
     "fit_lexical",
     "prompt_ngrams",
+    "load_lexical",
     "split_arrays",
 ]
 
@@ -52,10 +53,10 @@ _WORD = re.compile(r"\b\w\w+\b")
 
 
 def check_lexical_weight(weight: float) -> float:
-    """Return ``weight`` as a float, raising unless it lies in [0, 1]."""
+    """Return ``weight`` as a float, raising InvalidConfigError unless it lies in [0, 1]."""
     value = float(weight)
     if not 0.0 <= value <= 1.0:
-        raise ValueError(
+        raise InvalidConfigError(
             f"lexical_weight must be in [0, 1], got {weight!r}; 0 turns the n-gram model off"
         )
     return value
@@ -167,26 +168,31 @@ class LexicalModel:
         return meta, arrays
 
     @classmethod
-    def from_state(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> LexicalModel:
-        """Rebuild a model from :meth:`to_state` output, checking the arrays agree."""
-        try:
-            keys = np.asarray(arrays[f"{ARRAY_PREFIX}keys"], dtype=np.uint32)
-            idf = np.asarray(arrays[f"{ARRAY_PREFIX}idf"], dtype=np.float32)
-            coef = np.asarray(arrays[f"{ARRAY_PREFIX}coef"], dtype=np.float32)
-            model = cls(
-                keys=keys, idf=idf, coef=coef, intercept=float(meta["intercept"]),
-                alpha=float(meta["alpha"]), min_df=int(meta["min_df"]),
-            )
-        except (KeyError, TypeError, ValueError) as error:
-            raise RouterFormatError(f"router's n-gram model is incomplete: missing or bad {error}") from None
-        if not keys.ndim == idf.ndim == coef.ndim == 1 or not keys.size == idf.size == coef.size:
+    def from_state(
+        cls, meta: dict[str, Any], arrays: dict[str, np.ndarray], source: str = "router"
+    ) -> LexicalModel:
+        """Rebuild a model from :meth:`to_state` output, checking every value.
+
+        ``source`` names the router in error messages.
+        """
+        keys = _stored_array(arrays, "keys", np.uint32, source)
+        idf = _stored_array(arrays, "idf", np.float32, source)
+        coef = _stored_array(arrays, "coef", np.float32, source)
+        if not keys.size == idf.size == coef.size:
             raise RouterFormatError(
-                f"router's n-gram arrays disagree: {keys.shape} keys, {idf.shape} IDF "
-                f"weights and {coef.shape} ridge weights"
+                f"{source}: the n-gram arrays disagree in length: {keys.size} keys, "
+                f"{idf.size} IDF weights and {coef.size} ridge weights"
             )
         if keys.size > 1 and not np.all(keys[1:] > keys[:-1]):
-            raise RouterFormatError("router's n-gram keys must be sorted and unique")
-        return model
+            raise RouterFormatError(f"{source}: 'lexical.keys' must be sorted and unique")
+        try:
+            intercept = float(meta["intercept"])
+            alpha, min_df = float(meta["alpha"]), int(meta["min_df"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise RouterFormatError(f"{source}: the 'lexical' entry has a missing or invalid {error}") from None
+        if not math.isfinite(intercept):
+            raise RouterFormatError(f"{source}: 'lexical.intercept' must be finite, got {intercept!r}")
+        return cls(keys=keys, idf=idf, coef=coef, intercept=intercept, alpha=alpha, min_df=min_df)
 
 
 def split_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -194,6 +200,48 @@ def split_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], 
     lexical = {name: array for name, array in arrays.items() if name.startswith(ARRAY_PREFIX)}
     scorer = {name: array for name, array in arrays.items() if name not in lexical}
     return scorer, lexical
+
+
+def load_lexical(
+    entry: Any, arrays: dict[str, np.ndarray], source: str
+) -> tuple[LexicalModel | None, float]:
+    """Return the n-gram model and weight that a router file stores, or (None, 0.0).
+
+    ``entry`` is the file's ``lexical`` value and ``arrays`` its ``lexical.*``
+    arrays. Arrays without an entry are an error, because the router's
+    calibration was measured with the model that they hold.
+    """
+    if entry is None:
+        if arrays:
+            raise RouterFormatError(
+                f"{source} has n-gram arrays ({', '.join(sorted(arrays))}) but its "
+                "'lexical' entry is null; restore the entry or save the router again"
+            )
+        return None, 0.0
+    if not isinstance(entry, dict):
+        raise RouterFormatError(f"{source}: 'lexical' must be null or an object, got {entry!r}")
+    weight = entry.get("weight")
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 < weight <= 1.0:
+        raise RouterFormatError(
+            f"{source}: 'lexical.weight' must be a number in (0, 1], got {weight!r}"
+        )
+    return LexicalModel.from_state(entry, arrays, source), float(weight)
+
+
+def _stored_array(arrays: dict[str, np.ndarray], name: str, dtype: type, source: str) -> np.ndarray:
+    """Return the array ``lexical.<name>``, raising unless it is 1-D, of ``dtype`` and finite."""
+    full_name = f"{ARRAY_PREFIX}{name}"
+    if full_name not in arrays:
+        raise RouterFormatError(f"{source}: the n-gram array {full_name!r} is missing")
+    array = arrays[full_name]
+    if array.dtype != dtype or array.ndim != 1:
+        raise RouterFormatError(
+            f"{source}: {full_name!r} must be a 1-D {np.dtype(dtype).name} array, "
+            f"got {array.dtype} with shape {array.shape}"
+        )
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise RouterFormatError(f"{source}: {full_name!r} contains NaN or infinity")
+    return array
 
 
 def _concat(parts: list[np.ndarray], dtype: type) -> np.ndarray:

@@ -16,7 +16,7 @@ from rorf_core.embedders.base import Embedder
 from rorf_core.errors import InvalidThresholdError, RouterFormatError
 from rorf_core.features import model_inputs
 from rorf_core.forest.base import Scorer
-from rorf_core.lexical import LexicalModel, check_lexical_weight, split_arrays
+from rorf_core.lexical import LexicalModel, check_lexical_weight, load_lexical, split_arrays
 from rorf_core.labels import (
     check_rule_fits_scheme,
     gain_to_score,
@@ -305,19 +305,9 @@ class Router:
                 f"features but the embedder dimension is {dimension} (using "
                 f"{used_columns} columns) plus {len(text_features)} text features"
             )
-        lexical_meta = metadata.get("lexical")
-        lexical, lexical_weight = None, 0.0
-        if lexical_meta is not None:
-            if not isinstance(lexical_meta, dict) or "weight" not in lexical_meta:
-                raise RouterFormatError(
-                    f"router {str(directory)!r} has invalid metadata: 'lexical' must be "
-                    "null or an object with a 'weight'"
-                )
-            lexical = LexicalModel.from_state(lexical_meta, lexical_arrays)
-            try:
-                lexical_weight = check_lexical_weight(lexical_meta["weight"])
-            except (TypeError, ValueError) as error:
-                raise RouterFormatError(f"router {str(directory)!r}: {error}") from None
+        lexical, lexical_weight = load_lexical(
+            metadata.get("lexical"), lexical_arrays, f"router {str(directory)!r}"
+        )
         embedder = plugins.get_embedder(embedder_name, model=model, **options)
         return cls(
             embedder=embedder,

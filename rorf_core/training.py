@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ MIN_EVAL_ROWS = 10
 
 def _check_fraction(instance: Any, attribute: Any, value: float) -> None:
     if not 0.0 < value < 1.0:
-        raise ValueError(f"eval_fraction must be between 0 and 1 (exclusive), got {value!r}")
+        raise InvalidConfigError(f"eval_fraction must be between 0 and 1 (exclusive), got {value!r}")
 
 
 def _check_group_weight(instance: Any, attribute: Any, value: float | None) -> None:
@@ -70,8 +71,8 @@ def _check_lexical_weight(instance: Any, attribute: Any, value: float | None) ->
 
 
 def _check_lexical_alpha(instance: Any, attribute: Any, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"lexical_alpha must be positive, got {value!r}")
+    if value is not None and not 0 < value < math.inf:
+        raise InvalidConfigError(f"lexical_alpha must be a positive number, got {value!r}")
 
 
 @attrs.frozen(kw_only=True)

@@ -171,3 +171,72 @@ def test_format_docs_list_the_ngram_keys(battles_file: Path, keyword_plugin, cac
     router = train_router(config_for(battles_file), cache=cache, progress=False).router
     meta, arrays = router.lexical.to_state()
     assert [key for key in [*router.metadata()["lexical"], *arrays] if key not in documented] == []
+
+
+def ngram_router_dir(battles_file: Path, cache, tmp_path: Path) -> Path:
+    train_router(config_for(battles_file), cache=cache, out=tmp_path / "r", progress=False)
+    return tmp_path / "r"
+
+
+def edit_lexical(directory: Path, change) -> None:
+    path = directory / "router.json"
+    metadata = json.loads(path.read_text())
+    change(metadata)
+    path.write_text(json.dumps(metadata))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.update(lexical=None), "n-gram arrays .* but its 'lexical' entry is null"),
+        (lambda m: m.pop("lexical"), "'lexical' entry is null"),
+        (lambda m: m.update(lexical=[1]), "'lexical' must be null or an object"),
+        (lambda m: m["lexical"].update(weight=None), r"'lexical.weight' must be a number in \(0, 1\], got None"),
+        (lambda m: m["lexical"].update(weight="0.3"), "got '0.3'"),
+        (lambda m: m["lexical"].update(weight=0), "got 0"),
+        (lambda m: m["lexical"].pop("intercept"), "missing or invalid 'intercept'"),
+        (lambda m: m["lexical"].update(intercept=float("nan")), "'lexical.intercept' must be finite"),
+    ],
+)
+def test_bad_lexical_entry_rejected(battles_file: Path, keyword_plugin, cache, tmp_path: Path, change, message: str) -> None:
+    directory = ngram_router_dir(battles_file, cache, tmp_path)
+    edit_lexical(directory, change)
+    with pytest.raises(RouterFormatError, match=message) as caught:
+        Router.from_pretrained(directory)
+    assert str(directory) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "message"),
+    [
+        ("lexical.coef", lambda a: a.astype(np.int32), "must be a 1-D float32 array, got int32"),
+        ("lexical.coef", lambda a: np.where(np.arange(a.size) == 0, np.nan, a).astype(np.float32), "contains NaN"),
+        ("lexical.idf", lambda a: np.full(a.size, np.inf, np.float32), "contains NaN or infinity"),
+        ("lexical.keys", lambda a: a.reshape(1, -1), "must be a 1-D uint32 array"),
+    ],
+)
+def test_bad_lexical_array_rejected(battles_file: Path, keyword_plugin, cache, tmp_path: Path, name: str, bad, message: str) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    directory = ngram_router_dir(battles_file, cache, tmp_path)
+    arrays = load_file(str(directory / "scorer.safetensors"))
+    arrays[name] = bad(arrays[name])
+    save_file(arrays, str(directory / "scorer.safetensors"))
+    with pytest.raises(RouterFormatError, match=message):
+        Router.from_pretrained(directory)
+
+
+def test_nan_weight_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from rorf_core.cli import main
+
+    dataset = write_table(tmp_path / "b.parquet", synthetic_battles(50))
+    argv = ["rorf", "train", "--dataset", str(dataset), "--embedder", "hashing", "--lexical-weight", "nan",
+            "--out", str(tmp_path / "r")]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("Error: lexical_weight must be in [0, 1], got nan")
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "r").exists()
