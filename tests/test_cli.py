@@ -81,20 +81,32 @@ def test_train_group_weight_out_of_range(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
-def test_train_group_conflict_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--recipe", "rorf", "--group-weight", "0.5"], "group smoothing requires a regression label scheme"),
+        (["--lexical-weight", "nan"], "lexical_weight must be in [0, 1], got nan"),
+        (["--eval-fraction", "nan"], "eval_fraction must be between 0 and 1"),
+    ],
+)
+def test_train_config_error_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
 ) -> None:
     from rorf_core.cli import main
 
     dataset = write_table(tmp_path / "b.parquet", synthetic_battles(50))
-    argv = ["rorf", "train", "--dataset", str(dataset), "--embedder", "hashing", "--recipe", "rorf",
-            "--group-weight", "0.5", "--out", str(tmp_path / "r")]
+    argv = ["rorf", "train", "--dataset", str(dataset), "--embedder", "hashing", *options,
+            "--out", str(tmp_path / "r")]
     monkeypatch.setattr("sys.argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 1
     stderr = capsys.readouterr().err
-    assert stderr.startswith("Error: group smoothing requires a regression label scheme")
+    assert stderr.startswith(f"Error: {message}")
     assert "Traceback" not in stderr
     assert not (tmp_path / "r").exists()
 

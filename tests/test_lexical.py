@@ -224,19 +224,3 @@ def test_bad_lexical_array_rejected(battles_file: Path, keyword_plugin, cache, t
     save_file(arrays, str(directory / "scorer.safetensors"))
     with pytest.raises(RouterFormatError, match=message):
         Router.from_pretrained(directory)
-
-
-def test_nan_weight_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from rorf_core.cli import main
-
-    dataset = write_table(tmp_path / "b.parquet", synthetic_battles(50))
-    argv = ["rorf", "train", "--dataset", str(dataset), "--embedder", "hashing", "--lexical-weight", "nan",
-            "--out", str(tmp_path / "r")]
-    monkeypatch.setattr("sys.argv", argv)
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 1
-    stderr = capsys.readouterr().err
-    assert stderr.startswith("Error: lexical_weight must be in [0, 1], got nan")
-    assert "Traceback" not in stderr
-    assert not (tmp_path / "r").exists()
