@@ -19,6 +19,7 @@ and rows scaled to unit length after unknown n-grams are dropped.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import zlib
@@ -82,7 +83,7 @@ def requested_lexical_weight(weight: float | None, *, label_scheme: Any, named: 
 
 def _hashes(prompt: str) -> list[int]:
     words = _WORD.findall(prompt.lower())
-    grams = words + [f"{first} {second}" for first, second in zip(words, words[1:])]
+    grams = words + [f"{first} {second}" for first, second in itertools.pairwise(words)]
     return [zlib.crc32(gram.encode("utf-8")) for gram in grams]
 
 

@@ -16,12 +16,17 @@ from rorf_core.embedders.base import Embedder
 from rorf_core.errors import InvalidThresholdError, RouterFormatError
 from rorf_core.features import model_inputs
 from rorf_core.forest.base import Scorer
-from rorf_core.lexical import LexicalModel, check_lexical_weight, load_lexical, split_arrays
 from rorf_core.labels import (
     check_rule_fits_scheme,
     gain_to_score,
     get_decision_rule,
     get_label_scheme,
+)
+from rorf_core.lexical import (
+    LexicalModel,
+    check_lexical_weight,
+    load_lexical,
+    split_arrays,
 )
 
 if TYPE_CHECKING:

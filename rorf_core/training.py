@@ -25,18 +25,18 @@ from rorf_core.group_target import (
     smooth_gap,
     usable_group_target,
 )
+from rorf_core.labels import (
+    check_rule_fits_scheme,
+    gain_to_score,
+    get_decision_rule,
+    get_label_scheme,
+)
 from rorf_core.lexical import (
     LexicalModel,
     check_lexical_weight,
     fit_lexical,
     prompt_ngrams,
     requested_lexical_weight,
-)
-from rorf_core.labels import (
-    check_rule_fits_scheme,
-    gain_to_score,
-    get_decision_rule,
-    get_label_scheme,
 )
 from rorf_core.recipes import DEFAULT_RECIPE, get_recipe
 from rorf_core.router import Router

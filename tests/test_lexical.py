@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import zlib
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import MMLU, config_for, synthetic_battles, write_table
+
 from rorf_core import training as training_module
 from rorf_core.errors import InvalidConfigError, RouterFormatError
 from rorf_core.lexical import LexicalModel, fit_lexical, prompt_ngrams
@@ -48,7 +49,7 @@ def test_matches_scikit_learn_tfidf_and_ridge() -> None:
 
     def analyzer(text: str) -> list[int]:
         tokens = words.findall(text.lower())
-        return [crc(g) for g in tokens + [f"{a} {b}" for a, b in zip(tokens, tokens[1:])]]
+        return [crc(g) for g in tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]]
 
     vectorizer = TfidfVectorizer(analyzer=analyzer, min_df=2, sublinear_tf=True)
     ridge = Ridge(alpha=3.0).fit(vectorizer.fit_transform(prompts[:1000]), gap[:1000])
@@ -169,7 +170,7 @@ def test_format_docs_list_the_ngram_keys(battles_file: Path, keyword_plugin, cac
     docs = (Path(__file__).resolve().parents[1] / "docs" / "router-format.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"`([A-Za-z_][\w.]*)`", docs))
     router = train_router(config_for(battles_file), cache=cache, progress=False).router
-    meta, arrays = router.lexical.to_state()
+    _, arrays = router.lexical.to_state()
     assert [key for key in [*router.metadata()["lexical"], *arrays] if key not in documented] == []
 
 
