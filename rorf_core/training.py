@@ -75,6 +75,21 @@ def _check_lexical_alpha(instance: Any, attribute: Any, value: float | None) -> 
         raise InvalidConfigError(f"lexical_alpha must be a positive number, got {value!r}")
 
 
+#: TrainingConfig fields that default to the recipe's value of the same name.
+_RECIPE_SETTINGS = (
+    "scorer",
+    "label_scheme",
+    "decision_rule",
+    "embedding_columns",
+    "text_features",
+    "group_column",
+    "group_weight",
+    "group_prior_rows",
+    "lexical_weight",
+    "lexical_alpha",
+)
+
+
 @attrs.frozen(kw_only=True)
 class TrainingConfig:
     """Everything that decides how a router is trained; saved in its metadata.
@@ -124,36 +139,13 @@ class TrainingConfig:
         recipe = get_recipe(self.recipe)
         params = {**recipe.scorer_params, **self.scorer_params}
         params.setdefault("random_state", self.seed)
-        return attrs.evolve(
-            self,
-            scorer=self.scorer or recipe.scorer,
-            scorer_params=params,
-            label_scheme=self.label_scheme or recipe.label_scheme,
-            decision_rule=self.decision_rule or recipe.decision_rule,
-            embedding_columns=(
-                self.embedding_columns
-                if self.embedding_columns is not None
-                else recipe.embedding_columns
-            ),
-            text_features=(
-                self.text_features if self.text_features is not None else recipe.text_features
-            ),
-            group_column=self.group_column or recipe.group_column,
-            group_weight=(
-                self.group_weight if self.group_weight is not None else recipe.group_weight
-            ),
-            group_prior_rows=(
-                self.group_prior_rows
-                if self.group_prior_rows is not None
-                else recipe.group_prior_rows
-            ),
-            lexical_weight=(
-                self.lexical_weight if self.lexical_weight is not None else recipe.lexical_weight
-            ),
-            lexical_alpha=(
-                self.lexical_alpha if self.lexical_alpha is not None else recipe.lexical_alpha
-            ),
-        )
+        # A setting left as None takes the recipe's value.
+        filled = {
+            name: getattr(recipe, name)
+            for name in _RECIPE_SETTINGS
+            if getattr(self, name) is None
+        }
+        return attrs.evolve(self, scorer_params=params, **filled)
 
 
 @attrs.frozen(kw_only=True)
