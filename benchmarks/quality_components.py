@@ -1,0 +1,428 @@
+"""Screen extra model components against the default recipe by out-of-fold scores.
+
+For each split of ``rorf train --eval-fraction 0.2 --seed S``, the split's
+held-out rows are dropped first. Each component is then fitted on K-1 folds
+of the training rows and predicts the remaining fold, so every training row
+gets one out-of-fold prediction per component. Blends of components cost
+nothing after that, so the script scores many blends from one set of fits.
+It prints the mean K-fold CV APGR per split, the same measure as
+``quality_screen.py``. The results are round 5 of ``docs/quality-research.md``.
+
+Run from the repository root::
+
+    python benchmarks/quality_components.py [--seeds 0 1 2 3 4] [--folds 3]
+        [--cache-dir DIR]
+
+Predictions are kept in ``--cache-dir`` (one ``.npz`` per split), so a
+second run only prints. About 4 minutes per split on 2 cores, most of it
+the two subject classifiers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import nnls
+from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold
+from sklearn.svm import LinearSVC
+
+from rorf_core import get_embedder
+from rorf_core.cache import EmbeddingCache
+from rorf_core.data import load_battles
+from rorf_core.evaluation import routing_curve, routing_metrics
+from rorf_core.features import DEFAULT_TEXT_FEATURES, model_inputs
+from rorf_core.group_target import GroupTarget, group_means, smooth_gap
+from rorf_core.lexical import fit_lexical, prompt_ngrams
+from rorf_core.training import split_battles
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("RORF_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+MMLU = DATA / "mmlu_gpt4_mixtral.parquet"
+SUBJECT = GroupTarget(column="subject", weight=0.5, prior_rows=20.0)
+DEFAULT_CACHE = Path.home() / ".cache" / "rorf" / "quality_components"
+
+
+class Fold:
+    """One CV fold: the fitting rows with their target, and the scored rows."""
+
+    def __init__(
+        self, split: dict, fit: np.ndarray, scored: np.ndarray, seed: int
+    ) -> None:
+        self.seed = seed
+        self.fit_x, self.x = split["x"][fit], split["x"][scored]
+        self.fit_embedding, self.embedding = (
+            split["embedding"][fit],
+            split["embedding"][scored],
+        )
+        self.fit_groups, self.groups = split["groups"][fit], split["groups"][scored]
+        self.fit_gap = split["gap"][fit]
+        self.target = smooth_gap(self.fit_gap, self.fit_groups, SUBJECT)
+        self.fit_ngrams = [split["ngrams"][i] for i in fit]
+        self.ngrams = [split["ngrams"][i] for i in scored]
+        self.fit_prompts = [split["prompts"][i] for i in fit]
+        self.prompts = [split["prompts"][i] for i in scored]
+
+
+def forest(seed: int) -> ExtraTreesRegressor:
+    """Return the default recipe's regressor: 300 trees, half the features, leaves of 10."""
+    return ExtraTreesRegressor(
+        n_estimators=300,
+        max_features=0.5,
+        min_samples_leaf=10,
+        n_jobs=-1,
+        random_state=seed,
+    )
+
+
+def tfidf(prompts: list[str]) -> TfidfVectorizer:
+    """Return a TF-IDF vectorizer over words and word pairs, fitted on ``prompts``."""
+    settings = {
+        "token_pattern": r"\b\w\w+\b",
+        "ngram_range": (1, 2),
+        "min_df": 2,
+        "sublinear_tf": True,
+        "dtype": np.float32,
+    }
+    return TfidfVectorizer(**settings).fit(prompts)
+
+
+def subject_table(
+    groups: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the sorted subject names and the mean of ``values`` over each subject's rows."""
+    names = np.unique(groups)
+    return names, np.array([values[groups == name].mean() for name in names])
+
+
+def default_oof(fold: Fold, folds: int = 3) -> np.ndarray:
+    """Return default-recipe predictions for the fitting rows, each from a model that did not fit it."""
+    predictions = np.zeros(len(fold.fit_x))
+    for part, rest in KFold(folds, shuffle=True, random_state=fold.seed + 1).split(
+        fold.fit_x
+    ):
+        trees = (
+            forest(fold.seed)
+            .fit(fold.fit_x[part], fold.target[part])
+            .predict(fold.fit_x[rest])
+        )
+        lexical = fit_lexical([fold.fit_ngrams[i] for i in part], fold.target[part])
+        predictions[rest] = 0.7 * trees + 0.3 * lexical.predict_ngrams(
+            [fold.fit_ngrams[i] for i in rest]
+        )
+    return predictions
+
+
+def subject_shrink(fold: Fold) -> dict[str, np.ndarray]:
+    """Return the subject-level part of the default recipe's score for each scored row.
+
+    A linear SVM on TF-IDF names the subject, and the score is that subject's
+    mean default prediction over fitting rows, each predicted out of fold.
+    The "true subject" entry reads the scored rows' real subjects, which a
+    router never has, so it bounds what a better classifier could reach.
+    """
+    names, means = subject_table(fold.fit_groups, default_oof(fold))
+    vectors = tfidf(fold.fit_prompts)
+    classifier = LinearSVC(C=0.5).fit(
+        vectors.transform(fold.fit_prompts), fold.fit_groups
+    )
+    predicted = classifier.predict(vectors.transform(fold.prompts))
+    lookup = dict(zip(names, means))
+    return {
+        "subject shrink (SVM subject)": np.array([lookup[name] for name in predicted]),
+        "subject shrink (true subject)": np.array(
+            [lookup[name] for name in fold.groups]
+        ),
+    }
+
+
+def tfidf_subject(fold: Fold) -> np.ndarray:
+    """Return the subject mean gap expected under a logistic subject classifier on TF-IDF."""
+    vectors = tfidf(fold.fit_prompts)
+    classifier = LogisticRegression(C=10.0, max_iter=300).fit(
+        vectors.transform(fold.fit_prompts), fold.fit_groups
+    )
+    means, _ = group_means(fold.fit_gap, fold.fit_groups, SUBJECT.prior_rows)
+    return classifier.predict_proba(vectors.transform(fold.prompts)) @ np.array(
+        [means[name] for name in classifier.classes_]
+    )
+
+
+def char_ngrams(fold: Fold) -> np.ndarray:
+    """Return a ridge model's predictions from TF-IDF character 2- to 5-grams within words."""
+    vectors = TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        min_df=2,
+        sublinear_tf=True,
+        dtype=np.float32,
+    )
+    vectors.fit(fold.fit_prompts)
+    return (
+        Ridge(alpha=3.0)
+        .fit(vectors.transform(fold.fit_prompts), fold.target)
+        .predict(vectors.transform(fold.prompts))
+    )
+
+
+def nearest_rows(fold: Fold, count: int = 50) -> np.ndarray:
+    """Return the mean target of the ``count`` fitting rows nearest by embedding cosine."""
+    fitted = fold.fit_embedding / np.linalg.norm(
+        fold.fit_embedding, axis=1, keepdims=True
+    )
+    scored = fold.embedding / np.linalg.norm(fold.embedding, axis=1, keepdims=True)
+    nearest = np.argpartition(-(scored @ fitted.T), count, axis=1)[:, :count]
+    return fold.target[nearest].mean(axis=1)
+
+
+def forest_64_columns(fold: Fold) -> np.ndarray:
+    """Return the default forest's predictions with 64 embedding columns instead of 32."""
+    width = len(DEFAULT_TEXT_FEATURES)
+    fit_x = np.column_stack([fold.fit_embedding[:, :64], fold.fit_x[:, -width:]])
+    x = np.column_stack([fold.embedding[:, :64], fold.x[:, -width:]])
+    return forest(fold.seed).fit(fit_x, fold.target).predict(x)
+
+
+def stacked_ngrams(fold: Fold, inner: int = 5) -> np.ndarray:
+    """Return a forest's predictions with the n-gram model's output as one more input column.
+
+    The column is out of fold on the fitting rows, so the forest does not
+    learn to trust an n-gram model that has seen the row's own target.
+    """
+    column = np.zeros(len(fold.fit_x))
+    for part, rest in KFold(inner, shuffle=True, random_state=fold.seed).split(
+        fold.fit_x
+    ):
+        model = fit_lexical([fold.fit_ngrams[i] for i in part], fold.target[part])
+        column[rest] = model.predict_ngrams([fold.fit_ngrams[i] for i in rest])
+    scored_column = fit_lexical(fold.fit_ngrams, fold.target).predict_ngrams(
+        fold.ngrams
+    )
+    trees = forest(fold.seed).fit(np.column_stack([fold.fit_x, column]), fold.target)
+    return trees.predict(np.column_stack([fold.x, scored_column]))
+
+
+# Each component maps a fold to predictions for its scored rows, or to
+# several named predictions.
+COMPONENTS: dict[str, Callable[[Fold], np.ndarray | dict[str, np.ndarray]]] = {
+    "forest": lambda fold: (
+        forest(fold.seed).fit(fold.fit_x, fold.target).predict(fold.x)
+    ),
+    "n-grams": lambda fold: fit_lexical(fold.fit_ngrams, fold.target).predict_ngrams(
+        fold.ngrams
+    ),
+    "gradient boosting": lambda fold: (
+        HistGradientBoostingRegressor(
+            learning_rate=0.03,
+            max_iter=300,
+            max_leaf_nodes=15,
+            min_samples_leaf=40,
+            l2_regularization=1.0,
+            random_state=fold.seed,
+        )
+        .fit(fold.fit_x, fold.target)
+        .predict(fold.x)
+    ),
+    "TF-IDF subject classifier": tfidf_subject,
+    "character n-grams": char_ngrams,
+    "ridge on 256 columns": lambda fold: (
+        Ridge(alpha=1.0).fit(fold.fit_embedding, fold.target).predict(fold.embedding)
+    ),
+    "50 nearest rows": nearest_rows,
+    "forest, 64 columns": forest_64_columns,
+    "forest with n-gram column": stacked_ngrams,
+    "subject shrink": subject_shrink,
+}
+
+
+def prepare_split(battles, embeddings: np.ndarray, seed: int) -> dict:
+    """Return the model inputs of one split's training rows. The held-out rows are dropped here."""
+    train, _ = split_battles(battles, 0.2, seed)
+    embedding = embeddings[train.rows]
+    return {
+        "x": model_inputs(
+            embedding,
+            train.prompts,
+            embedding_columns=32,
+            text_features=DEFAULT_TEXT_FEATURES,
+        ),
+        "embedding": embedding,
+        "groups": train.groups.astype(str),
+        "gap": train.scores_a - train.scores_b,
+        "a": train.scores_a,
+        "b": train.scores_b,
+        "ngrams": [prompt_ngrams(prompt) for prompt in train.prompts],
+        "prompts": list(train.prompts),
+    }
+
+
+def out_of_fold(
+    split: dict, seed: int, folds: int, path: Path
+) -> dict[str, np.ndarray]:
+    """Return every component's out-of-fold predictions, computing those missing from ``path``."""
+    saved = dict(np.load(path)) if path.exists() else {}
+    fold_of = np.zeros(len(split["gap"]), dtype=int)
+    splits = list(KFold(folds, shuffle=True, random_state=seed).split(split["x"]))
+    for number, (_, scored) in enumerate(splits):
+        fold_of[scored] = number
+    if "fold" in saved and not np.array_equal(saved["fold"], fold_of):
+        saved = {}  # a cache from another --folds value
+    saved.update(fold=fold_of, a=split["a"], b=split["b"])
+    for name, component in COMPONENTS.items():
+        if name in saved or f"{name} (true subject)" in saved:
+            continue
+        predictions: dict[str, np.ndarray] = {}
+        for fit, scored in splits:
+            result = component(Fold(split, fit, scored, seed))
+            for key, values in (
+                result if isinstance(result, dict) else {name: result}
+            ).items():
+                predictions.setdefault(key, np.zeros(len(fold_of)))[scored] = values
+        saved.update(predictions)
+        np.savez(path, **saved)
+        print(f"  split {seed}: {name} done", flush=True)
+    return saved
+
+
+def cv_apgr(oof: dict[str, np.ndarray], scores: np.ndarray) -> float:
+    """Return the mean over folds of the APGR of ``scores`` on each fold's rows."""
+    values = []
+    for number in np.unique(oof["fold"]):
+        rows = oof["fold"] == number
+        a, b = oof["a"][rows], oof["b"][rows]
+        values.append(routing_metrics(routing_curve(scores[rows], a, b), a, b).apgr)
+    return float(np.mean(values))
+
+
+def nnls_stack(oof: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """Return a non-negative linear stack of ``names``, its weights fitted on the other folds.
+
+    The other folds' predictions come from models that fitted the scored
+    fold, so this stack is optimistic.
+    """
+    columns = np.column_stack(
+        [oof[name] for name in names] + [np.ones(len(oof["fold"]))]
+    )
+    gap, stacked = oof["a"] - oof["b"], np.zeros(len(oof["fold"]))
+    for number in np.unique(oof["fold"]):
+        rows = oof["fold"] == number
+        weights, _ = nnls(columns[~rows], gap[~rows])
+        stacked[rows] = columns[rows] @ weights
+    return stacked
+
+
+def blends() -> dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]]:
+    """Return the scored blends by name. "default" is the default recipe: 0.7 forest + 0.3 n-grams."""
+
+    def default(o: dict) -> np.ndarray:
+        return 0.7 * o["forest"] + 0.3 * o["n-grams"]
+
+    extras = [
+        "gradient boosting",
+        "TF-IDF subject classifier",
+        "character n-grams",
+        "ridge on 256 columns",
+        "50 nearest rows",
+        "forest, 64 columns",
+    ]
+    table: dict[str, Callable[[dict], np.ndarray]] = {"default": default}
+    for name in [
+        "forest",
+        "n-grams",
+        *extras,
+        "forest with n-gram column",
+        "subject shrink (SVM subject)",
+    ]:
+        table[f"{name} alone"] = lambda o, name=name: o[name]
+    for name in extras:
+        for weight in (0.1, 0.2):
+            table[f"default + {weight} {name}"] = lambda o, name=name, w=weight: (
+                (1 - w) * default(o) + w * o[name]
+            )
+    table["forest with n-gram column + 0.2 n-grams"] = lambda o: (
+        0.8 * o["forest with n-gram column"] + 0.2 * o["n-grams"]
+    )
+    for weight in (0.25, 0.5):
+        for subject in ("SVM subject", "true subject"):
+            table[f"{weight} default + {1 - weight} subject shrink ({subject})"] = (
+                lambda o, w=weight, s=subject: (
+                    w * default(o) + (1 - w) * o[f"subject shrink ({s})"]
+                )
+            )
+    table["NNLS stack of all single components"] = lambda o: nnls_stack(
+        o, ["forest", "n-grams", *extras, "forest with n-gram column"]
+    )
+    return table
+
+
+def within_subject_correlation(
+    oof: dict[str, np.ndarray], groups: np.ndarray
+) -> tuple[float, float]:
+    """Return the row-weighted mean correlation of default score and gap inside each subject.
+
+    The second value is the same correlation over all rows, for scale.
+    """
+    score, gap = 0.7 * oof["forest"] + 0.3 * oof["n-grams"], oof["a"] - oof["b"]
+    weighted, rows = 0.0, 0
+    for name in np.unique(groups):
+        member = groups == name
+        if np.std(gap[member]) > 0 and np.std(score[member]) > 0:
+            weighted += member.sum() * np.corrcoef(score[member], gap[member])[0, 1]
+            rows += member.sum()
+    return weighted / rows, float(np.corrcoef(score, gap)[0, 1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="folder for the out-of-fold predictions",
+    )
+    args = parser.parse_args()
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    battles = load_battles(
+        str(MMLU),
+        "gpt-4-1106-preview",
+        "mixtral-8x7b-instruct-v0.1",
+        group_column="subject",
+        require_group_column=True,
+    )
+    embeddings = EmbeddingCache().embed(
+        get_embedder("wordllama"), battles.prompts, progress=True
+    )
+    scores: dict[str, list[float]] = {}
+    for seed in args.seeds:
+        split = prepare_split(battles, embeddings, seed)
+        oof = out_of_fold(split, seed, args.folds, args.cache_dir / f"split{seed}.npz")
+        within, overall = within_subject_correlation(oof, split["groups"])
+        print(
+            f"  split {seed}: default score against gap, correlation {overall:.3f} over all rows, {within:.3f} inside subjects"
+        )
+        for name, blend in blends().items():
+            scores.setdefault(name, []).append(cv_apgr(oof, blend(oof)))
+    print(f"\n{args.folds}-fold CV APGR on training rows; splits {args.seeds}")
+    print(
+        "| blend | mean | vs default | min vs default | per split |\n| --- | --- | --- | --- | --- |"
+    )
+    default = np.array(scores["default"])
+    for name, values in scores.items():
+        values = np.array(values)
+        print(
+            f"| {name} | {values.mean():.4f} | {np.mean(values - default):+.4f} | {np.min(values - default):+.4f} | "
+            + " ".join(f"{v:.4f}" for v in values)
+            + " |"
+        )
+
+
+if __name__ == "__main__":
+    main()
