@@ -11,7 +11,7 @@ It prints the mean K-fold CV APGR per split, the same measure as
 Run from the repository root::
 
     python benchmarks/quality_components.py [--seeds 0 1 2 3 4] [--folds 3]
-        [--cache-dir DIR]
+        [--cache-dir DIR] [--other-embedding VECTORS.npy]
 
 Predictions are kept in ``--cache-dir`` (one ``.npz`` per split), so a
 second run only prints. About 4 minutes per split on 2 cores, most of it
@@ -67,6 +67,8 @@ class Fold:
         self.fit_ngrams = [split["ngrams"][i] for i in fit]
         self.ngrams = [split["ngrams"][i] for i in scored]
         self.fit_prompts = [split["prompts"][i] for i in fit]
+        if "other" in split:
+            self.fit_other, self.other = split["other"][fit], split["other"][scored]
         self.prompts = [split["prompts"][i] for i in scored]
 
 
@@ -139,6 +141,7 @@ def subject_shrink(fold: Fold) -> dict[str, np.ndarray]:
         "subject shrink (true subject)": np.array(
             [lookup[name] for name in fold.groups]
         ),
+        "SVM subject correct": (predicted == fold.groups).astype(float),
     }
 
 
@@ -208,6 +211,19 @@ def stacked_ngrams(fold: Fold, inner: int = 5) -> np.ndarray:
     return trees.predict(np.column_stack([fold.x, scored_column]))
 
 
+def other_embedding_forest(fold: Fold) -> np.ndarray:
+    """Return the default forest's predictions over another embedder's vectors.
+
+    All columns are kept, with the 12 text features beside them, and a split
+    tries a fifth of the columns, which suits a few hundred columns.
+    """
+    width = len(DEFAULT_TEXT_FEATURES)
+    fit_x = np.column_stack([fold.fit_other, fold.fit_x[:, -width:]])
+    x = np.column_stack([fold.other, fold.x[:, -width:]])
+    trees = forest(fold.seed).set_params(max_features=0.2)
+    return trees.fit(fit_x, fold.target).predict(x)
+
+
 # Each component maps a fold to predictions for its scored rows, or to
 # several named predictions.
 COMPONENTS: dict[str, Callable[[Fold], np.ndarray | dict[str, np.ndarray]]] = {
@@ -241,7 +257,9 @@ COMPONENTS: dict[str, Callable[[Fold], np.ndarray | dict[str, np.ndarray]]] = {
 }
 
 
-def prepare_split(battles, embeddings: np.ndarray, seed: int) -> dict:
+def prepare_split(
+    battles, embeddings: np.ndarray, seed: int, other: np.ndarray | None
+) -> dict:
     """Return the model inputs of one split's training rows. The held-out rows are dropped here."""
     train, _ = split_battles(battles, 0.2, seed)
     embedding = embeddings[train.rows]
@@ -259,11 +277,12 @@ def prepare_split(battles, embeddings: np.ndarray, seed: int) -> dict:
         "b": train.scores_b,
         "ngrams": [prompt_ngrams(prompt) for prompt in train.prompts],
         "prompts": list(train.prompts),
+        **({} if other is None else {"other": other[train.rows]}),
     }
 
 
 def out_of_fold(
-    split: dict, seed: int, folds: int, path: Path
+    split: dict, seed: int, folds: int, path: Path, components: dict
 ) -> dict[str, np.ndarray]:
     """Return every component's out-of-fold predictions, computing those missing from ``path``."""
     saved = dict(np.load(path)) if path.exists() else {}
@@ -274,8 +293,8 @@ def out_of_fold(
     if "fold" in saved and not np.array_equal(saved["fold"], fold_of):
         saved = {}  # a cache from another --folds value
     saved.update(fold=fold_of, a=split["a"], b=split["b"])
-    for name, component in COMPONENTS.items():
-        if name in saved or f"{name} (true subject)" in saved:
+    for name, component in components.items():
+        if name in saved.get("done", ()):
             continue
         predictions: dict[str, np.ndarray] = {}
         for fit, scored in splits:
@@ -285,6 +304,7 @@ def out_of_fold(
             ).items():
                 predictions.setdefault(key, np.zeros(len(fold_of)))[scored] = values
         saved.update(predictions)
+        saved["done"] = np.array([*saved.get("done", ()), name])
         np.savez(path, **saved)
         print(f"  split {seed}: {name} done", flush=True)
     return saved
@@ -317,8 +337,13 @@ def nnls_stack(oof: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
     return stacked
 
 
-def blends() -> dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]]:
-    """Return the scored blends by name. "default" is the default recipe: 0.7 forest + 0.3 n-grams."""
+def blends(
+    other: str | None,
+) -> dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]]:
+    """Return the scored blends by name. "default" is the default recipe: 0.7 forest + 0.3 n-grams.
+
+    ``other`` names the component of another embedder's forest, if any.
+    """
 
     def default(o: dict) -> np.ndarray:
         return 0.7 * o["forest"] + 0.3 * o["n-grams"]
@@ -358,24 +383,66 @@ def blends() -> dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]]:
     table["NNLS stack of all single components"] = lambda o: nnls_stack(
         o, ["forest", "n-grams", *extras, "forest with n-gram column"]
     )
+    if other is not None:
+        table[f"{other} alone"] = lambda o: o[other]
+        table[f"{other} + 0.3 n-grams"] = lambda o: 0.7 * o[other] + 0.3 * o["n-grams"]
+        table[f"0.35 forest + 0.35 {other} + 0.3 n-grams"] = lambda o: (
+            0.35 * o["forest"] + 0.35 * o[other] + 0.3 * o["n-grams"]
+        )
     return table
 
 
-def within_subject_correlation(
-    oof: dict[str, np.ndarray], groups: np.ndarray
-) -> tuple[float, float]:
-    """Return the row-weighted mean correlation of default score and gap inside each subject.
+def subject_correlations(
+    score: np.ndarray, gap: np.ndarray, groups: np.ndarray
+) -> tuple[float, float, dict[str, tuple[float, float]]]:
+    """Return how ``score`` correlates with ``gap`` over all rows and inside subjects.
 
-    The second value is the same correlation over all rows, for scale.
+    The inside figure is the row-weighted mean of each subject's correlation.
+    The dict maps each subject of at least 2% of the rows whose own
+    correlation is 0 or below to that correlation and its share of the rows.
     """
-    score, gap = 0.7 * oof["forest"] + 0.3 * oof["n-grams"], oof["a"] - oof["b"]
-    weighted, rows = 0.0, 0
+    weighted, counted, useless = 0.0, 0, {}
     for name in np.unique(groups):
         member = groups == name
-        if np.std(gap[member]) > 0 and np.std(score[member]) > 0:
-            weighted += member.sum() * np.corrcoef(score[member], gap[member])[0, 1]
-            rows += member.sum()
-    return weighted / rows, float(np.corrcoef(score, gap)[0, 1])
+        if np.std(gap[member]) == 0 or np.std(score[member]) == 0:
+            continue
+        correlation = np.corrcoef(score[member], gap[member])[0, 1]
+        weighted += member.sum() * correlation
+        counted += member.sum()
+        if correlation <= 0 and member.mean() >= 0.02:
+            useless[name] = (correlation, member.mean())
+    return float(np.corrcoef(score, gap)[0, 1]), weighted / counted, useless
+
+
+def print_subject_signal(
+    seed: int, oof: dict[str, np.ndarray], groups: np.ndarray, other: str | None
+) -> None:
+    """Print the subject correlations of the default score, and of ``other`` + 0.3 n-grams."""
+    gap = oof["a"] - oof["b"]
+    overall, within, useless = subject_correlations(
+        0.7 * oof["forest"] + 0.3 * oof["n-grams"], gap, groups
+    )
+    print(
+        f"  split {seed}: default score against gap, correlation {overall:.3f} "
+        f"over all rows, {within:.3f} inside subjects. The SVM names the "
+        f"subject of {oof['SVM subject correct'].mean():.1%} of rows."
+    )
+    listed = ", ".join(
+        f"{name} {value:+.3f} ({share:.1%})" for name, (value, share) in useless.items()
+    )
+    share = sum(share for _, share in useless.values())
+    print(
+        f"  split {seed}: subjects of 2% or more of the rows at or below 0 "
+        f"({share:.1%} of rows): {listed}"
+    )
+    if other is not None:
+        overall, within, _ = subject_correlations(
+            0.7 * oof[other] + 0.3 * oof["n-grams"], gap, groups
+        )
+        print(
+            f"  split {seed}: {other} + 0.3 n-grams against gap, correlation "
+            f"{overall:.3f} over all rows, {within:.3f} inside subjects"
+        )
 
 
 def main() -> None:
@@ -388,7 +455,14 @@ def main() -> None:
         default=DEFAULT_CACHE,
         help="folder for the out-of-fold predictions",
     )
+    parser.add_argument(
+        "--other-embedding",
+        type=Path,
+        help=".npy file of another embedder's vectors, one row per table row in "
+        "table order; adds a forest over them to the screen",
+    )
     args = parser.parse_args()
+
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     battles = load_battles(
         str(MMLU),
@@ -400,25 +474,37 @@ def main() -> None:
     embeddings = EmbeddingCache().embed(
         get_embedder("wordllama"), battles.prompts, progress=True
     )
+    components, other, other_name = dict(COMPONENTS), None, None
+    if args.other_embedding is not None:
+        other = np.load(args.other_embedding, allow_pickle=False)
+        if other.ndim != 2 or len(other) != len(battles.prompts):
+            raise SystemExit(
+                f"{args.other_embedding} has shape {other.shape}; expected "
+                f"({len(battles.prompts)}, dimension), one row per table row"
+            )
+        other_name = f"forest on {args.other_embedding.stem}"
+        components[other_name] = other_embedding_forest
+
     scores: dict[str, list[float]] = {}
     for seed in args.seeds:
-        split = prepare_split(battles, embeddings, seed)
-        oof = out_of_fold(split, seed, args.folds, args.cache_dir / f"split{seed}.npz")
-        within, overall = within_subject_correlation(oof, split["groups"])
-        print(
-            f"  split {seed}: default score against gap, correlation {overall:.3f} over all rows, {within:.3f} inside subjects"
-        )
-        for name, blend in blends().items():
+        split = prepare_split(battles, embeddings, seed, other)
+        path = args.cache_dir / f"split{seed}.npz"
+        oof = out_of_fold(split, seed, args.folds, path, components)
+        print_subject_signal(seed, oof, split["groups"], other_name)
+        for name, blend in blends(other_name).items():
             scores.setdefault(name, []).append(cv_apgr(oof, blend(oof)))
+
     print(f"\n{args.folds}-fold CV APGR on training rows; splits {args.seeds}")
     print(
-        "| blend | mean | vs default | min vs default | per split |\n| --- | --- | --- | --- | --- |"
+        "| blend | mean | vs default | min vs default | per split |\n"
+        "| --- | --- | --- | --- | --- |"
     )
     default = np.array(scores["default"])
     for name, values in scores.items():
         values = np.array(values)
         print(
-            f"| {name} | {values.mean():.4f} | {np.mean(values - default):+.4f} | {np.min(values - default):+.4f} | "
+            f"| {name} | {values.mean():.4f} | {np.mean(values - default):+.4f} | "
+            f"{np.min(values - default):+.4f} | "
             + " ".join(f"{v:.4f}" for v in values)
             + " |"
         )

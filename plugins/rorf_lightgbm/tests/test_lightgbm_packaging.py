@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.packaging,
     pytest.mark.skipif(
         os.environ.get("RORF_SKIP_PACKAGING") == "1",
-        reason="RORF_SKIP_PACKAGING=1: building wheels is not possible here",
+        reason="RORF_SKIP_PACKAGING=1 skips the wheel builds",
     ),
 ]
 
