@@ -36,17 +36,23 @@ from sklearn.svm import LinearSVC
 
 from rorf_core import get_embedder
 from rorf_core.cache import EmbeddingCache
-from rorf_core.data import load_battles
+from rorf_core.data import Battles, load_battles
 from rorf_core.evaluation import routing_curve, routing_metrics
 from rorf_core.features import DEFAULT_TEXT_FEATURES, model_inputs
 from rorf_core.group_target import GroupTarget, group_means, smooth_gap
 from rorf_core.lexical import fit_lexical, prompt_ngrams
+from rorf_core.recipes import get_recipe
 from rorf_core.training import split_battles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RORF_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 MMLU = DATA / "mmlu_gpt4_mixtral.parquet"
-SUBJECT = GroupTarget(column="subject", weight=0.5, prior_rows=20.0)
+# The screen compares against the default recipe, so its settings come from there.
+RECIPE = get_recipe("default")
+SUBJECT = GroupTarget(
+    column="subject", weight=RECIPE.group_weight, prior_rows=RECIPE.group_prior_rows
+)
+LEXICAL_WEIGHT = RECIPE.lexical_weight
 DEFAULT_CACHE = Path.home() / ".cache" / "rorf" / "quality_components"
 
 
@@ -68,20 +74,19 @@ class Fold:
         self.fit_ngrams = [split["ngrams"][i] for i in fit]
         self.ngrams = [split["ngrams"][i] for i in scored]
         self.fit_prompts = [split["prompts"][i] for i in fit]
+        self.prompts = [split["prompts"][i] for i in scored]
         if "other" in split:
             self.fit_other, self.other = split["other"][fit], split["other"][scored]
-        self.prompts = [split["prompts"][i] for i in scored]
 
 
-def forest(seed: int) -> ExtraTreesRegressor:
-    """Return the default recipe's regressor: 300 trees, half the features, leaves of 10."""
-    return ExtraTreesRegressor(
-        n_estimators=300,
-        max_features=0.5,
-        min_samples_leaf=10,
-        n_jobs=-1,
-        random_state=seed,
-    )
+def default_forest(seed: int) -> ExtraTreesRegressor:
+    """Return an unfitted regressor with the default recipe's settings."""
+    return ExtraTreesRegressor(**RECIPE.scorer_params, n_jobs=-1, random_state=seed)
+
+
+def default_score(forest: np.ndarray, lexical: np.ndarray) -> np.ndarray:
+    """Blend forest and n-gram predictions as the default recipe does."""
+    return (1.0 - LEXICAL_WEIGHT) * forest + LEXICAL_WEIGHT * lexical
 
 
 def tfidf(prompts: list[str]) -> TfidfVectorizer:
@@ -110,14 +115,11 @@ def default_oof(fold: Fold, folds: int = 3) -> np.ndarray:
     for part, rest in KFold(folds, shuffle=True, random_state=fold.seed + 1).split(
         fold.fit_x
     ):
-        trees = (
-            forest(fold.seed)
-            .fit(fold.fit_x[part], fold.target[part])
-            .predict(fold.fit_x[rest])
-        )
+        trees = default_forest(fold.seed).fit(fold.fit_x[part], fold.target[part])
         lexical = fit_lexical([fold.fit_ngrams[i] for i in part], fold.target[part])
-        predictions[rest] = 0.7 * trees + 0.3 * lexical.predict_ngrams(
-            [fold.fit_ngrams[i] for i in rest]
+        predictions[rest] = default_score(
+            trees.predict(fold.fit_x[rest]),
+            lexical.predict_ngrams([fold.fit_ngrams[i] for i in rest]),
         )
     return predictions
 
@@ -190,7 +192,7 @@ def forest_64_columns(fold: Fold) -> np.ndarray:
     width = len(DEFAULT_TEXT_FEATURES)
     fit_x = np.column_stack([fold.fit_embedding[:, :64], fold.fit_x[:, -width:]])
     x = np.column_stack([fold.embedding[:, :64], fold.x[:, -width:]])
-    return forest(fold.seed).fit(fit_x, fold.target).predict(x)
+    return default_forest(fold.seed).fit(fit_x, fold.target).predict(x)
 
 
 def stacked_ngrams(fold: Fold, inner: int = 5) -> np.ndarray:
@@ -208,7 +210,9 @@ def stacked_ngrams(fold: Fold, inner: int = 5) -> np.ndarray:
     scored_column = fit_lexical(fold.fit_ngrams, fold.target).predict_ngrams(
         fold.ngrams
     )
-    trees = forest(fold.seed).fit(np.column_stack([fold.fit_x, column]), fold.target)
+    trees = default_forest(fold.seed).fit(
+        np.column_stack([fold.fit_x, column]), fold.target
+    )
     return trees.predict(np.column_stack([fold.x, scored_column]))
 
 
@@ -221,7 +225,7 @@ def other_embedding_forest(fold: Fold) -> np.ndarray:
     width = len(DEFAULT_TEXT_FEATURES)
     fit_x = np.column_stack([fold.fit_other, fold.fit_x[:, -width:]])
     x = np.column_stack([fold.other, fold.x[:, -width:]])
-    trees = forest(fold.seed).set_params(max_features=0.2)
+    trees = default_forest(fold.seed).set_params(max_features=0.2)
     return trees.fit(fit_x, fold.target).predict(x)
 
 
@@ -229,7 +233,7 @@ def other_embedding_forest(fold: Fold) -> np.ndarray:
 # several named predictions.
 COMPONENTS: dict[str, Callable[[Fold], np.ndarray | dict[str, np.ndarray]]] = {
     "forest": lambda fold: (
-        forest(fold.seed).fit(fold.fit_x, fold.target).predict(fold.x)
+        default_forest(fold.seed).fit(fold.fit_x, fold.target).predict(fold.x)
     ),
     "n-grams": lambda fold: fit_lexical(fold.fit_ngrams, fold.target).predict_ngrams(
         fold.ngrams
@@ -259,7 +263,7 @@ COMPONENTS: dict[str, Callable[[Fold], np.ndarray | dict[str, np.ndarray]]] = {
 
 
 def prepare_split(
-    battles, embeddings: np.ndarray, seed: int, other: np.ndarray | None
+    battles: Battles, embeddings: np.ndarray, seed: int, other: np.ndarray | None
 ) -> dict:
     """Return the model inputs of one split's training rows. The held-out rows are dropped here."""
     train, _ = split_battles(battles, 0.2, seed)
@@ -268,7 +272,7 @@ def prepare_split(
         "x": model_inputs(
             embedding,
             train.prompts,
-            embedding_columns=32,
+            embedding_columns=RECIPE.embedding_columns,
             text_features=DEFAULT_TEXT_FEATURES,
         ),
         "embedding": embedding,
@@ -353,13 +357,13 @@ def nnls_stack(oof: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
 def blends(
     other: str | None,
 ) -> dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]]:
-    """Return the scored blends by name. "default" is the default recipe: 0.7 forest + 0.3 n-grams.
+    """Return the scored blends by name. "default" is the default recipe's blend.
 
     ``other`` names the component of another embedder's forest, if any.
     """
 
-    def default(o: dict) -> np.ndarray:
-        return 0.7 * o["forest"] + 0.3 * o["n-grams"]
+    def default(oof: dict) -> np.ndarray:
+        return default_score(oof["forest"], oof["n-grams"])
 
     extras = [
         "gradient boosting",
@@ -377,30 +381,32 @@ def blends(
         "forest with n-gram column",
         "subject shrink (SVM subject)",
     ]:
-        table[f"{name} alone"] = lambda o, name=name: o[name]
+        table[f"{name} alone"] = lambda oof, name=name: oof[name]
     for name in extras:
         for weight in (0.1, 0.2):
-            table[f"default + {weight} {name}"] = lambda o, name=name, w=weight: (
-                (1 - w) * default(o) + w * o[name]
+            table[f"default + {weight} {name}"] = lambda oof, name=name, w=weight: (
+                (1 - w) * default(oof) + w * oof[name]
             )
-    table["forest with n-gram column + 0.2 n-grams"] = lambda o: (
-        0.8 * o["forest with n-gram column"] + 0.2 * o["n-grams"]
+    table["forest with n-gram column + 0.2 n-grams"] = lambda oof: (
+        0.8 * oof["forest with n-gram column"] + 0.2 * oof["n-grams"]
     )
     for weight in (0.25, 0.5):
         for subject in ("SVM subject", "true subject"):
             table[f"{weight} default + {1 - weight} subject shrink ({subject})"] = (
-                lambda o, w=weight, s=subject: (
-                    w * default(o) + (1 - w) * o[f"subject shrink ({s})"]
+                lambda oof, w=weight, s=subject: (
+                    w * default(oof) + (1 - w) * oof[f"subject shrink ({s})"]
                 )
             )
-    table["NNLS stack of all single components"] = lambda o: nnls_stack(
-        o, ["forest", "n-grams", *extras, "forest with n-gram column"]
+    table["NNLS stack of all single components"] = lambda oof: nnls_stack(
+        oof, ["forest", "n-grams", *extras, "forest with n-gram column"]
     )
     if other is not None:
-        table[f"{other} alone"] = lambda o: o[other]
-        table[f"{other} + 0.3 n-grams"] = lambda o: 0.7 * o[other] + 0.3 * o["n-grams"]
-        table[f"0.35 forest + 0.35 {other} + 0.3 n-grams"] = lambda o: (
-            0.35 * o["forest"] + 0.35 * o[other] + 0.3 * o["n-grams"]
+        table[f"{other} alone"] = lambda oof: oof[other]
+        table[f"{other} + {LEXICAL_WEIGHT} n-grams"] = lambda oof: default_score(
+            oof[other], oof["n-grams"]
+        )
+        table[f"0.35 forest + 0.35 {other} + 0.3 n-grams"] = lambda oof: (
+            0.35 * oof["forest"] + 0.35 * oof[other] + 0.3 * oof["n-grams"]
         )
     return table
 
@@ -414,7 +420,7 @@ def subject_correlations(
     The dict maps each subject of at least 2% of the rows whose own
     correlation is 0 or below to that correlation and its share of the rows.
     """
-    weighted, counted, useless = 0.0, 0, {}
+    weighted, counted, uncorrelated = 0.0, 0, {}
     for name in np.unique(groups):
         member = groups == name
         if np.std(gap[member]) == 0 or np.std(score[member]) == 0:
@@ -423,17 +429,17 @@ def subject_correlations(
         weighted += member.sum() * correlation
         counted += member.sum()
         if correlation <= 0 and member.mean() >= 0.02:
-            useless[name] = (correlation, member.mean())
-    return float(np.corrcoef(score, gap)[0, 1]), weighted / counted, useless
+            uncorrelated[name] = (correlation, member.mean())
+    return float(np.corrcoef(score, gap)[0, 1]), weighted / counted, uncorrelated
 
 
 def print_subject_signal(
     seed: int, oof: dict[str, np.ndarray], groups: np.ndarray, other: str | None
 ) -> None:
-    """Print the subject correlations of the default score, and of ``other`` + 0.3 n-grams."""
+    """Print the subject correlations of the default score, and of ``other`` blended with n-grams."""
     gap = oof["a"] - oof["b"]
-    overall, within, useless = subject_correlations(
-        0.7 * oof["forest"] + 0.3 * oof["n-grams"], gap, groups
+    overall, within, uncorrelated = subject_correlations(
+        default_score(oof["forest"], oof["n-grams"]), gap, groups
     )
     print(
         f"  split {seed}: default score against gap, correlation {overall:.3f} "
@@ -441,19 +447,20 @@ def print_subject_signal(
         f"right subject for {oof['SVM subject correct'].mean():.1%} of rows."
     )
     listed = ", ".join(
-        f"{name} {value:+.3f} ({share:.1%})" for name, (value, share) in useless.items()
+        f"{name} {value:+.3f} ({share:.1%})"
+        for name, (value, share) in uncorrelated.items()
     )
-    share = sum(share for _, share in useless.values())
+    share = sum(share for _, share in uncorrelated.values())
     print(
         f"  split {seed}: subjects of 2% or more of the rows at or below 0 "
         f"({share:.1%} of rows): {listed}"
     )
     if other is not None:
         overall, within, _ = subject_correlations(
-            0.7 * oof[other] + 0.3 * oof["n-grams"], gap, groups
+            default_score(oof[other], oof["n-grams"]), gap, groups
         )
         print(
-            f"  split {seed}: {other} + 0.3 n-grams against gap, correlation "
+            f"  split {seed}: {other} + {LEXICAL_WEIGHT} n-grams against gap, correlation "
             f"{overall:.3f} over all rows, {within:.3f} inside subjects"
         )
 
@@ -464,18 +471,18 @@ def load_other_embedding(path: Path, rows: int) -> np.ndarray:
         vectors = np.load(path, allow_pickle=False)
     except FileNotFoundError as error:
         raise SystemExit(
-            f"{path} not found; pass a .npy file written by numpy.save"
+            f"{path} not found. Pass a .npy file written by numpy.save."
         ) from error
     except (OSError, ValueError) as error:
         # numpy raises ValueError for text and for pickled objects alike.
         raise SystemExit(
-            f"cannot read {path}: it is not a .npy array of numbers; "
-            "write the vectors with numpy.save"
+            f"cannot read {path}: it is not a .npy array of numbers. "
+            "Write the vectors with numpy.save."
         ) from error
     if vectors.ndim != 2 or len(vectors) != rows:
         raise SystemExit(
-            f"{path} has shape {vectors.shape}; expected ({rows}, dimension), "
-            "one row per table row"
+            f"{path} has shape {vectors.shape}, expected ({rows}, dimension) "
+            "with one row per table row, in table order"
         )
     return vectors
 
